@@ -1,0 +1,62 @@
+"""The exceptions geninf raises.
+
+Every error derives from :class:`GenInfError`. Errors about what the caller passed in also derive
+from :class:`ValueError`; numerical failures derive from :class:`NumericalError` (an
+:class:`ArithmeticError`). Messages say what was expected, what was received and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GenInfError",
+    "InputError",
+    "SubsetError",
+    "DataError",
+    "ObjectiveError",
+    "DeterminismError",
+    "ModelTooLargeError",
+    "NumericalError",
+    "NonFiniteError",
+    "SolverDivergenceError",
+]
+
+
+class GenInfError(Exception):
+    """Base class of every exception raised by geninf."""
+
+
+class InputError(GenInfError, ValueError):
+    """An argument has the wrong type, shape or value."""
+
+
+class SubsetError(InputError):
+    """A parameter subset is empty, malformed, or does not match the model."""
+
+
+class DataError(InputError):
+    """A data set is empty, malformed, or cannot be iterated the way geninf needs."""
+
+
+class ObjectiveError(InputError):
+    """An objective does not provide what an operation needs, or returned a bad value."""
+
+
+class DeterminismError(InputError):
+    """Two passes over the same data would not see the same function (dropout, batch norm in
+    train mode, a shuffling loader); Hessian products would then be inconsistent."""
+
+
+class ModelTooLargeError(InputError):
+    """A dense (materialized) computation was asked for on too many parameters."""
+
+
+class NumericalError(GenInfError, ArithmeticError):
+    """A computation produced a result that cannot be trusted."""
+
+
+class NonFiniteError(NumericalError):
+    """A loss, gradient or Hessian product contains NaN or infinity."""
+
+
+class SolverDivergenceError(NumericalError):
+    """An iterative solver diverged and could not be brought back (e.g. its restart cap was hit)."""

@@ -1,0 +1,158 @@
+"""The functional core: a model called through ``torch.func.functional_call`` with a params dict.
+
+Nothing here mutates the user's model: parameters are detached copies, and the model is only ever
+*called* (never put in train/eval mode or edited).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .data import Batches, as_batches, to_device
+from .errors import DeterminismError, NonFiniteError
+from .objective import Objective, as_objective, check_loss
+from .params.layout import ParameterLayout, trainable_parameters
+
+__all__ = ["FunctionalModel", "check_model_deterministic"]
+
+_STOCHASTIC_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.dropout._DropoutNd,
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+)
+
+
+class _BoundForward:
+    """Callable model bound to a params dict (implements :class:`geninf.objective.Forward`)."""
+
+    __slots__ = ("model", "params")
+
+    def __init__(self, model: nn.Module, params: Mapping[str, Tensor]):
+        self.model = model
+        self.params = params
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return functional_call(self.model, dict(self.params), args, kwargs)
+
+
+class FunctionalModel:
+    """A model, its objective and its flat parameter layout, evaluated functionally.
+
+    Args:
+        model: the trained model (left untouched).
+        objective: see :func:`geninf.objective.as_objective`.
+        check_determinism: refuse a model in train mode that has dropout or batch-norm layers.
+    """
+
+    def __init__(self, model: nn.Module, objective: Any = None, *, check_determinism: bool = True):
+        self.model = model
+        self.objective: Objective = as_objective(objective)
+        self.layout = ParameterLayout.from_model(model)
+        if check_determinism:
+            check_model_deterministic(model)
+        params = trainable_parameters(model)
+        self._params = {n: p.detach() for n, p in params.items()}
+        self.flat_params = self.layout.flatten(self._params)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.flat_params.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.flat_params.device
+
+    @property
+    def num_params(self) -> int:
+        return self.layout.size
+
+    def params(self) -> dict[str, Tensor]:
+        """Detached parameter tensors (do not modify)."""
+        return dict(self._params)
+
+    def params_from_flat(self, flat: Tensor) -> dict[str, Tensor]:
+        return self.layout.unflatten(flat)
+
+    def forward(self, params: Mapping[str, Tensor]) -> _BoundForward:
+        return _BoundForward(self.model, params)
+
+    def batch_loss(self, params: Mapping[str, Tensor], batch: Any) -> Tensor:
+        """Mean loss of one batch at ``params``."""
+        return self.objective.loss(self.forward(params), batch)
+
+    def batches(self, data: Any, batch_size: int | None = None, name: str = "data") -> Batches:
+        return as_batches(data, batch_size, name=name)
+
+    def iter_weighted(self, data: Batches) -> Iterator[tuple[Any, int]]:
+        """Yield ``(batch on the model's device, number of examples)``."""
+        for batch in data:
+            batch = to_device(batch, self.device)
+            yield batch, int(self.objective.num_examples(batch))
+
+    def loss_and_gradient(
+        self, data: Any, *, batch_size: int | None = None, flat_params: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Mean loss and its gradient (flat, length n) over ``data``, streamed over batches."""
+        data = as_batches(data, batch_size)
+        flat = self.flat_params if flat_params is None else flat_params
+        leaves = [t.detach().requires_grad_(True) for t in self.layout.unflatten(flat).values()]
+        params = dict(zip(self.layout.names, leaves, strict=True))
+        total_loss = torch.zeros((), dtype=self.dtype, device=self.device)
+        total_grad = torch.zeros_like(flat)
+        count = 0
+        for batch, n in self.iter_weighted(data):
+            with torch.enable_grad():
+                loss = check_loss(self.batch_loss(params, batch), "gradient pass")
+                grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+            total_grad += n * _flat_grads(grads, leaves)
+            total_loss += n * loss.detach()
+            count += n
+        grad = total_grad / count
+        if not torch.isfinite(grad).all():
+            raise NonFiniteError(
+                "the gradient of the mean loss has NaN/inf entries; check the data and model"
+            )
+        return total_loss / count, grad
+
+    def gradient(self, data: Any, *, batch_size: int | None = None) -> Tensor:
+        """Gradient (flat, length n) of the mean loss over ``data``."""
+        return self.loss_and_gradient(data, batch_size=batch_size)[1]
+
+    def loss(self, data: Any, *, batch_size: int | None = None) -> Tensor:
+        """Mean loss over ``data`` (no gradient)."""
+        data = as_batches(data, batch_size)
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for batch, n in self.iter_weighted(data):
+                total = total + n * self.batch_loss(self._params, batch)
+                count += n
+        return torch.as_tensor(total / count)
+
+
+def _flat_grads(grads: tuple[Tensor | None, ...], leaves: list[Tensor]) -> Tensor:
+    return torch.cat(
+        [
+            (g if g is not None else torch.zeros_like(p)).reshape(-1)
+            for g, p in zip(grads, leaves, strict=True)
+        ]
+    )
+
+
+def check_model_deterministic(model: nn.Module) -> None:
+    """Raise :class:`DeterminismError` if ``model`` would not compute the same function twice."""
+    culprits = [
+        name or type(model).__name__
+        for name, m in model.named_modules()
+        if m.training and isinstance(m, _STOCHASTIC_TYPES)
+    ]
+    if culprits:
+        raise DeterminismError(
+            f"the model is in train mode with dropout/batch-norm layers ({', '.join(culprits[:4])}"
+            f"{', ...' if len(culprits) > 4 else ''}); Hessian products would change between "
+            "passes: call model.eval() first (or pass check_determinism=False if intended)"
+        )
