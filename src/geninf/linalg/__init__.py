@@ -17,3 +17,7 @@ __all__ = [
     "NormalOperator",
     "PrincipalSubmatrixOperator",
 ]
+
+from .curvature import CurvatureOperator, GaussNewtonOperator, HessianOperator, HVPMethod
+
+__all__ += ["CurvatureOperator", "GaussNewtonOperator", "HessianOperator", "HVPMethod"]

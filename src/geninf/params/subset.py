@@ -278,6 +278,8 @@ class ParameterSubset:
 
 def _validate_indices(indices: Tensor, size: int) -> Tensor:
     indices = torch.as_tensor(indices)
+    if indices.numel() == 0:
+        raise SubsetError("the subset is empty; select at least one parameter element")
     if indices.is_floating_point() or indices.dtype == torch.bool:
         raise SubsetError(f"flat indices must be integers, got dtype {indices.dtype}")
     indices = indices.reshape(-1).to(device="cpu", dtype=torch.long)
