@@ -1,6 +1,7 @@
 """geninf — generalized influence functions for PyTorch models."""
 
 from .errors import (
+    ConvergenceWarning,
     DataError,
     DeterminismError,
     GenInfError,
@@ -18,6 +19,7 @@ from .params import ParameterSubset
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvergenceWarning",
     "DataError",
     "DeterminismError",
     "GenInfError",

@@ -18,6 +18,7 @@ __all__ = [
     "NumericalError",
     "NonFiniteError",
     "SolverDivergenceError",
+    "ConvergenceWarning",
 ]
 
 
@@ -60,3 +61,7 @@ class NonFiniteError(NumericalError):
 
 class SolverDivergenceError(NumericalError):
     """An iterative solver diverged and could not be brought back (e.g. its restart cap was hit)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative solver stopped before reaching its tolerance; the result is approximate."""

@@ -28,6 +28,7 @@ Turning x into an edit (method.md §2–3):
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..errors import ConvergenceWarning, InputError
 from ..functional import FunctionalModel
 from ..linalg.base import ColumnSubsetOperator, LinearOperator, PrincipalSubmatrixOperator
 from ..linalg.curvature import DEFAULT_HVP_METHOD, GaussNewtonOperator, HessianOperator
@@ -168,6 +169,14 @@ def influence(
     else:
         res = the_solver.solve(H, g, progress=progress)
         delta = res.x if method is InfluenceMethod.ORIGINAL else subset.gather(res.x)
+    if not res.diagnostics.converged:
+        d = res.diagnostics
+        warnings.warn(
+            f"{d.solver} stopped after {d.iterations} iterations at relative residual "
+            f"{d.residual:.3g} without converging ({d.message or 'iteration limit'})",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     return InfluenceResult(
         delta=delta.detach(),
         subset=subset,
