@@ -126,6 +126,17 @@ def test_dense_singular_square_falls_back_to_min_norm():
     assert res.diagnostics.residual == pytest.approx(normal_residual(M, res.x, b), abs=1e-14)
 
 
+def test_dense_svd_path_matches_gelsd():
+    from geninf.solvers.dense import _min_norm_lstsq  # the branch taken on GPUs
+
+    M, b = rank_deficient(), _vec(50, 9)
+    x_svd, rank_svd = _min_norm_lstsq(M, b, 1e-12, svd=True)
+    x_lapack, rank_lapack = _min_norm_lstsq(M, b, 1e-12, svd=False)
+    assert rank_svd == rank_lapack == 20
+    assert_close(x_svd, x_lapack, rtol=1e-10, atol=1e-12)
+    assert rel_err(x_svd, reference(M, b)) <= 1e-10
+
+
 def test_dense_gif_and_size_limit():
     A, M = gif_operator()
     b = _vec(40, 12)
@@ -197,6 +208,9 @@ def test_lissa_converges_to_documented_fixed_point():
     true = float(torch.linalg.vector_norm(b - M @ res.x) / torch.linalg.vector_norm(b))
     assert d.residual == pytest.approx(true, rel=1e-10)
     assert not d.converged  # no tol: a fixed-depth series
+    # starting at the fixed point (h_0 = scale·x0) stays there
+    warm = LiSSASolver(scale=scale, damping=damping, depth=3).solve(A, b, x0=fixed_point)
+    assert_close(warm.x, fixed_point, rtol=1e-12, atol=1e-14)
     # the same with early stopping
     early = LiSSASolver(scale=scale, damping=damping, depth=400, tol=1e-8).solve(A, b)
     assert early.diagnostics.converged and early.diagnostics.iterations < 400
@@ -296,6 +310,17 @@ def test_neumann_no_divergence_counts_products():
     assert d.residual_history[1] == pytest.approx(
         normal_residual(M, _truncated_landweber(M, b, 1.0, 1), b), rel=1e-10
     )
+
+
+def test_neumann_x0_at_solution_stays():
+    M = _rect(30, 10, torch.linspace(1.0, 0.5, 10, dtype=F64), seed=9)
+    b = _vec(30, 36)
+    exact = torch.linalg.lstsq(M, b.unsqueeze(1)).solution.squeeze(1)
+    res = NeumannNormalSolver(max_iter=5).solve(MatrixOperator(M), b, x0=exact)
+    assert_close(res.x, exact, rtol=1e-10, atol=1e-12)
+    d = res.diagnostics
+    assert d.converged and d.iterations == 1  # the step is already below tol·√k
+    assert d.products == 1 + 2 + 2 * d.iterations + 2  # Aᵀb, AᵀA x0, iterations, check
 
 
 def test_neumann_restart_cap_raises():

@@ -13,14 +13,34 @@ from .errors import (
     SolverDivergenceError,
     SubsetError,
 )
+from .influence import (
+    InfluenceMethod,
+    InfluenceResult,
+    influence,
+    label_change_gradient,
+    removal_scale,
+)
+from .linalg import GaussNewtonOperator, HessianOperator, HVPMethod
 from .objective import Objective, SupervisedObjective
 from .params import ParameterSubset
+from .solvers import SolveResult, SolverDiagnostics, get_solver
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning",
     "DataError",
+    "GaussNewtonOperator",
+    "HessianOperator",
+    "HVPMethod",
+    "InfluenceMethod",
+    "InfluenceResult",
+    "SolveResult",
+    "SolverDiagnostics",
+    "get_solver",
+    "influence",
+    "label_change_gradient",
+    "removal_scale",
     "DeterminismError",
     "GenInfError",
     "InputError",

@@ -93,8 +93,12 @@ class DenseSolver(Solver):
         return x if kappa_lower * rcond < 1.0 else None
 
 
-def _min_norm_lstsq(M: Tensor, b: Tensor, rcond: float) -> tuple[Tensor, int]:
-    if M.device.type == "cpu":
+def _min_norm_lstsq(
+    M: Tensor, b: Tensor, rcond: float, *, svd: bool | None = None
+) -> tuple[Tensor, int]:
+    """Min-norm least squares and the numerical rank: gelsd on CPU, else (or when ``svd``) an
+    SVD pseudo-inverse (gelsd is CPU-only in torch)."""
+    if not (M.device.type != "cpu" if svd is None else svd):
         out = torch.linalg.lstsq(M, b.unsqueeze(1), rcond=rcond, driver="gelsd")
         return out.solution.squeeze(1), int(out.rank)
     U, S, Vh = torch.linalg.svd(M, full_matrices=False)
