@@ -218,3 +218,13 @@ def test_linearize_refuses_mse():
     p = make_problem("linreg")
     with pytest.raises(InputError, match="reverse_cached"):
         HessianOperator(p.model, p.loss_fn, p.train, method="linearize")
+
+
+def test_partial_cache_equals_full_cache():
+    p = make_problem("mlp")
+    v = torch.randn(p.flat_params().numel(), dtype=torch.float64)
+    full = HessianOperator(p.model, p.loss_fn, p.train, batch_size=5, max_cached_batches=None)
+    part = HessianOperator(p.model, p.loss_fn, p.train, batch_size=5, max_cached_batches=3)
+    for _ in range(2):
+        torch.testing.assert_close(part.matvec(v), full.matvec(v), rtol=1e-12, atol=1e-14)
+    assert len(part._cache) == 3 and len(full._cache) == 12

@@ -23,6 +23,7 @@ from .influence import (
 from .linalg import GaussNewtonOperator, HessianOperator, HVPMethod
 from .objective import Objective, SupervisedObjective
 from .params import ParameterSubset
+from .selection import Criterion, SelectionSummary, select, select_with_summary
 from .solvers import SolveResult, SolverDiagnostics, get_solver
 
 __version__ = "0.1.0"
@@ -38,6 +39,10 @@ __all__ = [
     "SolveResult",
     "SolverDiagnostics",
     "get_solver",
+    "Criterion",
+    "SelectionSummary",
+    "select",
+    "select_with_summary",
     "influence",
     "label_change_gradient",
     "removal_scale",

@@ -128,6 +128,8 @@ class MatrixOperator(LinearOperator):
         return self.matrix.T @ v
 
     def to_dense(self, max_size: int = DEFAULT_MAX_DENSE) -> Tensor:
+        if self.shape[1] > max_size:
+            return super().to_dense(max_size)  # raises ModelTooLargeError
         return self.matrix
 
 

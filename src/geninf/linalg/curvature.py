@@ -19,8 +19,10 @@ method                 how                                                      
                        each product replays the linearized graph
 =====================  ==========================================================  ==============
 
-The cached methods trade memory for speed and fit data sets whose graphs fit in memory (the
-embedded sets, a forget set); ``reverse`` is the safe choice for large data. The measured costs
+The cached methods trade memory for speed. ``reverse_cached`` (the default) keeps the graphs of
+at most ``max_cached_batches`` batches and recomputes the rest, so its memory is bounded whatever
+the data size; ``linearize`` caches every batch, has a large set-up cost, and is refused with
+``F.mse_loss`` (it crashes the process in torch 2.13). The measured costs
 are in the README's Performance section (``benchmarks/hvp_cost.py``).
 """
 
@@ -55,7 +57,7 @@ class HVPMethod(str, Enum):
     LINEARIZE = "linearize"
 
 
-DEFAULT_HVP_METHOD = HVPMethod.REVERSE
+DEFAULT_HVP_METHOD = HVPMethod.REVERSE_CACHED
 
 
 class CurvatureOperator(LinearOperator):
@@ -155,7 +157,11 @@ class HessianOperator(CurvatureOperator):
 
     Args:
         model, objective, data, batch_size, check_determinism: see :class:`CurvatureOperator`.
-        method: an :class:`HVPMethod` (default ``reverse``).
+        method: an :class:`HVPMethod` (default ``reverse_cached``, the fastest one that is safe
+            for every loss; see the module docstring and the README's Performance section).
+        max_cached_batches: for ``reverse_cached``, how many batches keep their first-order graph
+            between products (None: all). Batches past the limit are recomputed on every product,
+            so memory stops growing with the data size. Default 16.
 
     Example:
         >>> import torch
@@ -175,6 +181,7 @@ class HessianOperator(CurvatureOperator):
         method: HVPMethod | str = DEFAULT_HVP_METHOD,
         batch_size: int | None = None,
         check_determinism: bool = True,
+        max_cached_batches: int | None = 16,
     ):
         super().__init__(
             model, objective, data, batch_size=batch_size, check_determinism=check_determinism
@@ -189,6 +196,9 @@ class HessianOperator(CurvatureOperator):
                 "hvp method 'linearize' crashes the process with F.mse_loss in this torch "
                 "release; use method='reverse_cached' (also cached) or 'reverse'"
             )
+        if max_cached_batches is not None and max_cached_batches < 0:
+            raise InputError(f"max_cached_batches must be >= 0 or None, got {max_cached_batches}")
+        self.max_cached_batches = max_cached_batches
         self._cache: dict[int, Any] = {}
         self._reverse_over_forward = False  # fallback of forward_over_reverse, see below
 
@@ -212,7 +222,11 @@ class HessianOperator(CurvatureOperator):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 return self._cache[index](v)
-        if method is HVPMethod.REVERSE_CACHED:
+        if method is HVPMethod.REVERSE_CACHED and (
+            index in self._cache
+            or self.max_cached_batches is None
+            or len(self._cache) < self.max_cached_batches
+        ):
             if index not in self._cache:
                 self._cache[index] = self._first_order_graph(batch)
             leaves, grads = self._cache[index]

@@ -1,0 +1,82 @@
+"""The selection criteria (method.md §5) as a ``str`` Enum."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from ..errors import InputError
+
+__all__ = ["Criterion"]
+
+
+class Criterion(str, Enum):
+    """How :func:`geninf.select` chooses the parameters that GIF may move.
+
+    Members:
+        HIGHEST_OUTPUTS: per layer, the units with the largest |mean output| over ``data``.
+        HIGHEST_GRADIENTS: per layer, the units with the largest |mean ∂loss/∂output|.
+        LOWEST_OUTPUTS: as HIGHEST_OUTPUTS, ranked ascending (the paper's control).
+        LOWEST_GRADIENTS: as HIGHEST_GRADIENTS, ranked ascending.
+        RANDOM: uniformly random elements, ``ratio`` of each layer (needs no data).
+        BY_NAMES: every element of the parameters named in ``names``.
+        BY_MODULES: every element of the submodules given in ``modules``.
+        ALL: every trainable element.
+
+    Strings are accepted wherever a criterion is: ``criterion="highest_gradients"``.
+    """
+
+    HIGHEST_OUTPUTS = "highest_outputs"
+    HIGHEST_GRADIENTS = "highest_gradients"
+    LOWEST_OUTPUTS = "lowest_outputs"
+    LOWEST_GRADIENTS = "lowest_gradients"
+    RANDOM = "random"
+    BY_NAMES = "by_names"
+    BY_MODULES = "by_modules"
+    ALL = "all"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: Any) -> Criterion:
+        """Return the member for ``value`` (a member or its string, any case)."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value.strip().lower())
+            except ValueError:
+                pass
+        valid = ", ".join(repr(m.value) for m in cls)
+        raise InputError(f"unknown selection criterion {value!r}; use one of {valid}")
+
+    @property
+    def is_ranking(self) -> bool:
+        """True for the four criteria that rank units by a statistic of the data."""
+        return self in _RANKING
+
+    @property
+    def uses_gradients(self) -> bool:
+        """True when the statistic is ∂loss/∂output (needs a backward pass)."""
+        return self in (Criterion.HIGHEST_GRADIENTS, Criterion.LOWEST_GRADIENTS)
+
+    @property
+    def descending(self) -> bool:
+        """True when the largest statistics are taken first."""
+        return self in (Criterion.HIGHEST_OUTPUTS, Criterion.HIGHEST_GRADIENTS)
+
+    @property
+    def uses_ratio(self) -> bool:
+        """True when ``ratio`` sets a per-layer budget (ranking criteria and random)."""
+        return self.is_ranking or self is Criterion.RANDOM
+
+
+_RANKING = frozenset(
+    {
+        Criterion.HIGHEST_OUTPUTS,
+        Criterion.HIGHEST_GRADIENTS,
+        Criterion.LOWEST_OUTPUTS,
+        Criterion.LOWEST_GRADIENTS,
+    }
+)
