@@ -68,8 +68,14 @@ def mnist5k(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     return (x[:n], y[:n]) if n else (x, y)
 
 
-def train(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], epochs: int, seed: int = 0,
-          lr: float = 1e-3, weight_decay: float = 0.0) -> nn.Module:
+def train(
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    epochs: int,
+    seed: int = 0,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+) -> nn.Module:
     """Plain seeded Adam training (batch 64); returns the model in eval mode."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -13,8 +13,8 @@ import argparse
 import time
 
 import torch
-
 from _common import SmallCNN, best_time, digits, emit, mlp, mnist5k, versions
+
 from geninf import ParameterSubset
 from geninf.functional import FunctionalModel
 from geninf.linalg import ColumnSubsetOperator, HessianOperator, HVPMethod, NormalOperator
@@ -35,9 +35,9 @@ def measure(name, model, data, repeats):
         t0 = time.perf_counter()
         H.matvec(v)  # first product includes any set-up
         first = time.perf_counter() - t0
-        t_hvp = best_time(lambda: H.matvec(v), repeats)
+        t_hvp = best_time(lambda H=H: H.matvec(v), repeats)
         N = NormalOperator(ColumnSubsetOperator(H, subset))
-        t_norm = best_time(lambda: N.matvec(v[: len(subset)]), max(2, repeats // 2))
+        t_norm = best_time(lambda N=N: N.matvec(v[: len(subset)]), max(2, repeats // 2))
         row["methods"][method.value] = {
             "hvp_over_grad": round(t_hvp / t_grad, 3),
             "normal_product_over_grad": round(t_norm / t_grad, 3),

@@ -16,8 +16,8 @@ import argparse
 import time
 
 import torch
-
 from _common import emit, versions
+
 from geninf import ParameterSubset
 from geninf.bench.datasets import load_dataset
 from geninf.bench.models import build_model
@@ -35,8 +35,9 @@ def first_reach(diag, level):
 
 def setting(name, spec, model_name, epochs, hess_examples, flatten, dtype):
     splits = load_dataset(spec, seed=0, flatten=flatten)
-    model = build_model(model_name, input_shape=splits.input_shape,
-                        num_classes=splits.num_classes, seed=0)
+    model = build_model(
+        model_name, input_shape=splits.input_shape, num_classes=splits.num_classes, seed=0
+    )
     model = train_model(model, splits, epochs=epochs, seed=0, progress=False).model.eval()
     model = model.to(dtype)
     x, y = splits.train
@@ -58,16 +59,22 @@ def run(name, model, retain, forget, acc, caps):
     H = HessianOperator(model, None, retain)
     A = ColumnSubsetOperator(H, subset)
     solvers = {
-        "neumann_normal (paper: c=1, step 3, tol 1e-9)":
-            get_solver("neumann_normal", max_iter=caps["paper"]),
-        "neumann_normal (tuned: c² = λ_max, stop at 1e-6)":
-            get_solver("neumann_normal", scale_mode="auto", residual_tol=1e-6,
-                       max_iter=caps["neumann"]),
+        "neumann_normal (paper: c=1, step 3, tol 1e-9)": get_solver(
+            "neumann_normal", max_iter=caps["paper"]
+        ),
+        "neumann_normal (tuned: c² = λ_max, stop at 1e-6)": get_solver(
+            "neumann_normal", scale_mode="auto", residual_tol=1e-6, max_iter=caps["neumann"]
+        ),
         "lsmr": get_solver("lsmr", tol=1e-6, max_iter=caps["krylov"]),
         "cg (normal equations)": get_solver("cg", tol=1e-6, max_iter=caps["krylov"]),
     }
-    out = {"params": n, "subset": len(subset), "hessian_examples": len(retain[0]),
-           "test_acc": acc, "solvers": {}}
+    out = {
+        "params": n,
+        "subset": len(subset),
+        "hessian_examples": len(retain[0]),
+        "test_acc": acc,
+        "solvers": {},
+    }
     for label, solver in solvers.items():
         t = time.perf_counter()
         d = solver.solve(A, g).diagnostics
@@ -96,8 +103,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out")
     ap.add_argument("--quick", action="store_true", help="small caps, for a smoke run")
-    ap.add_argument("--dtype", choices=["float32", "float64"], default="float64",
-                    help="float64 (default) so that 1e-6 is above the rounding floor")
+    ap.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float64",
+        help="float64 (default) so that 1e-6 is above the rounding floor",
+    )
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     big = {"paper": 1000, "neumann": 10000, "krylov": 2000}
@@ -105,14 +116,24 @@ def main() -> None:
     quick = {"paper": 50, "neumann": 200, "krylov": 100}
     torch.manual_seed(0)
     results, caps = {}, {}
-    for cfg, cap in ((("mlp_digits", "digits", "mlp", 30, 1000, True), big),
-                     (("small_cnn_mnist5k", "mnist5k", "small_cnn", 5, 200, False), cnn)):
+    for cfg, cap in (
+        (("mlp_digits", "digits", "mlp", 30, 1000, True), big),
+        (("small_cnn_mnist5k", "mnist5k", "small_cnn", 5, 200, False), cnn),
+    ):
         cap = quick if args.quick else cap
         name, *rest = setting(*cfg, dtype)
         caps[name] = cap
         results.update([run(name, *rest, cap)])
-    emit({"benchmark": "solver_cost", "dtype": args.dtype, "caps_iterations": caps,
-          "versions": versions(), "results": results}, args.out)
+    emit(
+        {
+            "benchmark": "solver_cost",
+            "dtype": args.dtype,
+            "caps_iterations": caps,
+            "versions": versions(),
+            "results": results,
+        },
+        args.out,
+    )
 
 
 if __name__ == "__main__":

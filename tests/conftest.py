@@ -33,7 +33,9 @@ class Problem:
     def flat_params(self) -> torch.Tensor:
         return self.layout.flatten(trainable_parameters(self.model)).detach()
 
-    def mean_loss(self, flat: torch.Tensor, data: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def mean_loss(
+        self, flat: torch.Tensor, data: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         out = functional_call(self.model, self.layout.unflatten(flat), (data[0],))
         return self.loss_fn(out, data[1])
 

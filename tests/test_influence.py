@@ -50,8 +50,17 @@ def test_estimators_match_dense_algebra(name, which, solver):
     opts = {"tol": 1e-10} if solver == "lsmr" else {}
     for method, ref in refs.items():
         sub = None if method == "original" else subset
-        res = influence(p.model, p.loss_fn, p.train, p.target, method=method, subset=sub,
-                        solver=solver, damping=damping, solver_options=opts)
+        res = influence(
+            p.model,
+            p.loss_fn,
+            p.train,
+            p.target,
+            method=method,
+            subset=sub,
+            solver=solver,
+            damping=damping,
+            solver_options=opts,
+        )
         torch.testing.assert_close(res.delta, ref, **TOL)
         assert res.delta.shape == (len(res.subset),)
 
@@ -66,9 +75,17 @@ def test_krylov_solvers_on_square_systems(solver):
     J = subset.flat_indices
     refs = _references(H, g, J)
     for method in ("original", "freezing", "projecting", "gif"):
-        res = influence(p.model, p.loss_fn, p.train, p.target, method=method,
-                        subset=None if method == "original" else subset, solver=solver,
-                        damping=damping, solver_options={"tol": 1e-10})
+        res = influence(
+            p.model,
+            p.loss_fn,
+            p.train,
+            p.target,
+            method=method,
+            subset=None if method == "original" else subset,
+            solver=solver,
+            damping=damping,
+            solver_options={"tol": 1e-10},
+        )
         torch.testing.assert_close(res.delta, refs[method], **TOL)
 
 
@@ -78,18 +95,28 @@ def test_undamped_indefinite_hessian_with_auto_solver():
     assert torch.linalg.eigvalsh(H).min() < 0  # a real non-convex case
     subset = _subsets(p.model)["scattered"]
     ref = _references(H, g, subset.flat_indices)["gif"]
-    res = influence(p.model, p.loss_fn, p.train, p.target, method="gif", subset=subset,
-                    solver="auto", solver_options={"max_dense": 0, "tol": 1e-10})
+    res = influence(
+        p.model,
+        p.loss_fn,
+        p.train,
+        p.target,
+        method="gif",
+        subset=subset,
+        solver="auto",
+        solver_options={"max_dense": 0, "tol": 1e-10},
+    )
     torch.testing.assert_close(res.delta, ref, **TOL)
     assert res.diagnostics.converged
 
 
 def test_gif_with_all_parameters_equals_original(problem):
     kw = dict(solver="dense", damping=0.05)
-    gif = influence(problem.model, problem.loss_fn, problem.train, problem.target,
-                    method="gif", **kw)
-    orig = influence(problem.model, problem.loss_fn, problem.train, problem.target,
-                     method="original", **kw)
+    gif = influence(
+        problem.model, problem.loss_fn, problem.train, problem.target, method="gif", **kw
+    )
+    orig = influence(
+        problem.model, problem.loss_fn, problem.train, problem.target, method="original", **kw
+    )
     torch.testing.assert_close(gif.delta, orig.delta, **TOL)
 
 
@@ -131,8 +158,15 @@ def test_fig2_toy_closed_forms():
     }
     retain, forget = (x[keep], y[keep]), (x[removed], y[removed])
     for method, ref in closed.items():
-        res = influence(model, F.mse_loss, retain, forget, method=method,
-                        subset=None if method == "original" else subset, solver="dense")
+        res = influence(
+            model,
+            F.mse_loss,
+            retain,
+            forget,
+            method=method,
+            subset=None if method == "original" else subset,
+            solver="dense",
+        )
         torch.testing.assert_close(res.delta, ref, **TOL)
 
     # quadratic loss: the Newton step with all parameters lands exactly on the retrained optimum
@@ -155,20 +189,23 @@ def test_fig2_toy_closed_forms():
     assert best < grad_norm(scale * closed["projecting"])
     gen = torch.Generator().manual_seed(1)
     for _ in range(20):
-        assert best <= grad_norm(scale * closed["gif"] + 1e-3 * torch.randn(2, generator=gen,
-                                 dtype=torch.float64))
+        assert best <= grad_norm(
+            scale * closed["gif"] + 1e-3 * torch.randn(2, generator=gen, dtype=torch.float64)
+        )
 
 
 def test_removal_update_applies_to_a_copy():
     model, x, y, _ = _toy()
     before = model.weight.detach().clone()
     subset = ParameterSubset.from_flat_indices(model, [0, 1])
-    res = influence(model, F.mse_loss, (x[4:], y[4:]), (x[:4], y[:4]), subset=subset,
-                    solver="dense")
+    res = influence(
+        model, F.mse_loss, (x[4:], y[4:]), (x[:4], y[:4]), subset=subset, solver="dense"
+    )
     edited = res.apply(model, removal_scale(30, 4))
     torch.testing.assert_close(model.weight.detach(), before, rtol=0, atol=0)
-    diff = ParameterLayout.from_model(edited).flatten(dict(edited.named_parameters())) - \
-        ParameterLayout.from_model(model).flatten(dict(model.named_parameters()))
+    diff = ParameterLayout.from_model(edited).flatten(
+        dict(edited.named_parameters())
+    ) - ParameterLayout.from_model(model).flatten(dict(model.named_parameters()))
     torch.testing.assert_close(diff.detach()[:2], removal_scale(30, 4) * res.delta)
     assert float(diff.detach()[2:].abs().max()) == 0.0
 
@@ -182,8 +219,9 @@ def test_label_change_gradient_matches_dense():
     expected = 3 / 60 * (p.dense_gradient((x[idx], y[idx])) - p.dense_gradient((x[idx], new_y)))
     torch.testing.assert_close(got, expected, **TOL)
     # the label-change update of a convex model: one Newton step toward the relabeled optimum
-    res = influence(p.model, p.loss_fn, p.train, gradient=got, method="original", solver="dense",
-                    damping=0.05)
+    res = influence(
+        p.model, p.loss_fn, p.train, gradient=got, method="original", solver="dense", damping=0.05
+    )
     H = p.dense_hessian() + 0.05 * torch.eye(51, dtype=torch.float64)
     torch.testing.assert_close(res.delta, torch.linalg.solve(H, expected), **TOL)
 
@@ -191,8 +229,15 @@ def test_label_change_gradient_matches_dense():
 def test_paper_neumann_solver_runs_through_influence():
     model, x, y, _ = _toy()
     subset = ParameterSubset.from_flat_indices(model, [0, 1])
-    res = influence(model, F.mse_loss, (x[4:] * 3, y[4:]), (x[:4], y[:4]), subset=subset,
-                    solver="neumann_normal", solver_options={"max_iter": 400})
+    res = influence(
+        model,
+        F.mse_loss,
+        (x[4:] * 3, y[4:]),
+        (x[:4], y[:4]),
+        subset=subset,
+        solver="neumann_normal",
+        solver_options={"max_iter": 400},
+    )
     assert res.diagnostics.restarts >= 1  # λ_max(H_JᵀH_J) > 2 at c = 1: rescaled
     assert res.diagnostics.scale == pytest.approx(1.0 + 3.0 * res.diagnostics.restarts)
 

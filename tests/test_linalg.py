@@ -9,8 +9,16 @@ from torch import nn
 from torch.func import functional_call, jacrev
 from torch.utils.data import DataLoader, TensorDataset
 
-from geninf import DataError, DeterminismError, InputError, NonFiniteError, ObjectiveError
-from geninf import Objective, ParameterSubset, SupervisedObjective
+from geninf import (
+    DataError,
+    DeterminismError,
+    InputError,
+    NonFiniteError,
+    Objective,
+    ObjectiveError,
+    ParameterSubset,
+    SupervisedObjective,
+)
 from geninf.errors import ModelTooLargeError
 from geninf.linalg import (
     ColumnSubsetOperator,
@@ -28,7 +36,9 @@ METHODS = [m.value for m in HVPMethod]
 
 
 # linearize is refused with mse_loss (see test_linearize_refuses_mse)
-CASES = [(p, m) for p in ("linreg", "mlp", "cnn") for m in METHODS if (p, m) != ("linreg", "linearize")]
+CASES = [
+    (p, m) for p in ("linreg", "mlp", "cnn") for m in METHODS if (p, m) != ("linreg", "linearize")
+]
 
 
 @pytest.mark.parametrize("name, method", CASES)
@@ -160,7 +170,9 @@ def test_operator_never_mutates_model():
     snapshot = copy.deepcopy(p.model.state_dict())
     H = HessianOperator(p.model, p.loss_fn, p.train, method="reverse_cached")
     H.matvec(torch.ones(H.shape[0], dtype=torch.float64))
-    GaussNewtonOperator(p.model, p.loss_fn, p.train).matvec(torch.ones(H.shape[0], dtype=torch.float64))
+    GaussNewtonOperator(p.model, p.loss_fn, p.train).matvec(
+        torch.ones(H.shape[0], dtype=torch.float64)
+    )
     for k, v in p.model.state_dict().items():
         torch.testing.assert_close(v, snapshot[k], rtol=0, atol=0)
     assert all(q.grad is None for q in p.model.parameters())

@@ -24,7 +24,7 @@ from .linalg import GaussNewtonOperator, HessianOperator, HVPMethod
 from .objective import Objective, SupervisedObjective
 from .params import ParameterSubset
 from .selection import Criterion, SelectionSummary, select, select_with_summary
-from .solvers import SolveResult, SolverDiagnostics, get_solver
+from .solvers import SolverDiagnostics, SolveResult, get_solver
 
 __version__ = "0.1.0"
 

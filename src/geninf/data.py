@@ -91,9 +91,11 @@ class Batches:
         if isinstance(loader, DataLoader):
             sampler = loader.batch_sampler.sampler if loader.batch_sampler is not None else None
             sampler = sampler if sampler is not None else loader.sampler
-            if isinstance(sampler, RandomSampler) or not isinstance(
-                sampler, SequentialSampler | type(None)
-            ) and _looks_random(sampler):
+            if (
+                isinstance(sampler, RandomSampler)
+                or not isinstance(sampler, SequentialSampler | type(None))
+                and _looks_random(sampler)
+            ):
                 raise DeterminismError(
                     f"{self.name} is a DataLoader that shuffles (its sampler is "
                     f"{type(sampler).__name__}); Hessian products need the same batches on every "
@@ -102,7 +104,7 @@ class Batches:
 
 
 def as_batches(data: Any, batch_size: int | None = None, *, name: str = "data") -> Batches:
-    """Wrap ``data`` (see the module docstring) as :class:`Batches`; a ``Batches`` passes through."""
+    """Wrap ``data`` (see the module docstring) as :class:`Batches`; ``Batches`` pass through."""
     if isinstance(data, Batches):
         return data
     return Batches(data, batch_size, name=name)

@@ -32,7 +32,9 @@ def _select(model: nn.Module, objective: Any, forget: Any, ratio: float, seed: i
     except ImportError:  # selection not installed: a seeded random subset
         n = ParameterSubset.all(model).num_total
         g = torch.Generator().manual_seed(seed)
-        return ParameterSubset.from_flat_indices(model, torch.randperm(n, generator=g)[: int(ratio * n)])
+        return ParameterSubset.from_flat_indices(
+            model, torch.randperm(n, generator=g)[: int(ratio * n)]
+        )
     return select(model, objective, forget, criterion="highest_gradients", ratio=ratio, seed=seed)
 
 
@@ -48,18 +50,23 @@ def run_demo(
     if not 0 <= forget_class < splits.num_classes:
         from .errors import InputError
 
-        raise InputError(f"--forget-class must be in [0, {splits.num_classes - 1}], got {forget_class}")
+        raise InputError(
+            f"--forget-class must be in [0, {splits.num_classes - 1}], got {forget_class}"
+        )
     x, y = splits.train
     keep = y != forget_class
     retain, forget = (x[keep], y[keep]), (x[~keep], y[~keep])
     tx, ty = splits.test
-    test_keep, test_forget = (tx[ty != forget_class], ty[ty != forget_class]), (
-        tx[ty == forget_class], ty[ty == forget_class])
+    test_keep, test_forget = (
+        (tx[ty != forget_class], ty[ty != forget_class]),
+        (tx[ty == forget_class], ty[ty == forget_class]),
+    )
     train_kw = dict(epochs=40, weight_decay=1e-4, seed=seed, progress=progress)
 
     def build() -> nn.Module:
-        return build_model("mlp", input_shape=splits.input_shape,
-                           num_classes=splits.num_classes, seed=seed)
+        return build_model(
+            "mlp", input_shape=splits.input_shape, num_classes=splits.num_classes, seed=seed
+        )
 
     t0 = time.perf_counter()
     model = train_model(build(), splits, **train_kw).model.eval()
@@ -71,38 +78,74 @@ def run_demo(
         test = evaluate(m, *test_keep)["acc"]
         self_train = evaluate(m, *forget)["acc"]
         self_test = evaluate(m, *test_forget)["acc"]
-        return {"method": name, "seconds": seconds, "test_acc": test, "self_acc": self_train,
-                "self_acc_test": self_test, "f1": _f1(self_train, test), **extra}
+        return {
+            "method": name,
+            "seconds": seconds,
+            "test_acc": test,
+            "self_acc": self_train,
+            "self_acc_test": self_test,
+            "f1": _f1(self_train, test),
+            **extra,
+        }
 
     rows = [row("original model", model, train_time, {})]
     t0 = time.perf_counter()
     subset = _select(model, objective, forget, ratio, seed)
     select_time = time.perf_counter() - t0
-    for method, sub in (("gif", subset), ("freezing", subset), ("projecting", subset),
-                        ("original", None)):
-        res = influence(model, objective, retain, forget, method=method, subset=sub,
-                        solver="auto", damping=1e-3 if method != "gif" else 0.0,
-                        solver_options={"tol": 1e-6}, progress=False)
+    for method, sub in (
+        ("gif", subset),
+        ("freezing", subset),
+        ("projecting", subset),
+        ("original", None),
+    ):
+        res = influence(
+            model,
+            objective,
+            retain,
+            forget,
+            method=method,
+            subset=sub,
+            solver="auto",
+            damping=1e-3 if method != "gif" else 0.0,
+            solver_options={"tol": 1e-6},
+            progress=False,
+        )
         edited = res.apply(model, scale)
         d = res.diagnostics
         label = f"{method} ({100 * len(res.subset) / res.subset.num_total:.0f}%)"
-        rows.append(row(label, edited, res.wall_time + (select_time if sub else 0.0),
-                        {"products": d.products, "residual": d.residual, "solver": d.solver}))
+        rows.append(
+            row(
+                label,
+                edited,
+                res.wall_time + (select_time if sub else 0.0),
+                {"products": d.products, "residual": d.residual, "solver": d.solver},
+            )
+        )
     t0 = time.perf_counter()
     retrained = train_model(build(), retain, **train_kw).model.eval()
     rows.append(row("retrain", retrained, time.perf_counter() - t0, {}))
-    return {"forget_class": forget_class, "ratio": ratio, "seed": seed,
-            "subset_size": len(subset), "num_params": subset.num_total,
-            "rows": rows, "table": _table(rows, forget_class)}
+    return {
+        "forget_class": forget_class,
+        "ratio": ratio,
+        "seed": seed,
+        "subset_size": len(subset),
+        "num_params": subset.num_total,
+        "rows": rows,
+        "table": _table(rows, forget_class),
+    }
 
 
 def _table(rows: list[dict[str, Any]], forget_class: int) -> str:
-    head = (f"Removing class {forget_class} from an MLP on digits (one-shot Newton update)\n\n"
-            "| method | time (s) | test acc | self acc (train) | self acc (test) | F1 | HVPs |\n"
-            "|---|---|---|---|---|---|---|")
+    head = (
+        f"Removing class {forget_class} from an MLP on digits (one-shot Newton update)\n\n"
+        "| method | time (s) | test acc | self acc (train) | self acc (test) | F1 | HVPs |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     for r in rows:
         hv = str(r.get("products", "")) if "products" in r else "—"
-        lines.append(f"| {r['method']} | {r['seconds']:.2f} | {r['test_acc']:.2f} | "
-                     f"{r['self_acc']:.2f} | {r['self_acc_test']:.2f} | {r['f1']:.4f} | {hv} |")
+        lines.append(
+            f"| {r['method']} | {r['seconds']:.2f} | {r['test_acc']:.2f} | "
+            f"{r['self_acc']:.2f} | {r['self_acc_test']:.2f} | {r['f1']:.4f} | {hv} |"
+        )
     return "\n".join(lines)

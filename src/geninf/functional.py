@@ -18,7 +18,7 @@ from .errors import DeterminismError, NonFiniteError
 from .objective import Objective, as_objective, check_loss
 from .params.layout import ParameterLayout, trainable_parameters
 
-__all__ = ["FunctionalModel", "check_model_deterministic"]
+__all__ = ["FunctionalModel", "check_model_deterministic", "stochastic_modules"]
 
 _STOCHASTIC_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.dropout._DropoutNd,
@@ -143,16 +143,25 @@ def _flat_grads(grads: tuple[Tensor | None, ...], leaves: list[Tensor]) -> Tenso
     )
 
 
-def check_model_deterministic(model: nn.Module) -> None:
-    """Raise :class:`DeterminismError` if ``model`` would not compute the same function twice."""
-    culprits = [
+def stochastic_modules(model: nn.Module) -> list[str]:
+    """Names of submodules that make a train-mode forward pass random or stateful (dropout,
+    batch norm, instance norm that tracks running statistics)."""
+    return [
         name or type(model).__name__
         for name, m in model.named_modules()
-        if m.training and isinstance(m, _STOCHASTIC_TYPES)
+        if m.training
+        and isinstance(m, _STOCHASTIC_TYPES)
+        and not (isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats)
     ]
+
+
+def check_model_deterministic(
+    model: nn.Module, consequence: str = "Hessian products would change between passes"
+) -> None:
+    """Raise :class:`DeterminismError` if ``model`` would not compute the same function twice."""
+    culprits = stochastic_modules(model)
     if culprits:
         raise DeterminismError(
             f"the model is in train mode with dropout/batch-norm layers ({', '.join(culprits[:4])}"
-            f"{', ...' if len(culprits) > 4 else ''}); Hessian products would change between "
-            "passes: call model.eval() first (or pass check_determinism=False if intended)"
+            f"{', ...' if len(culprits) > 4 else ''}); {consequence}: call model.eval() first"
         )

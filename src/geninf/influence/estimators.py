@@ -275,7 +275,11 @@ def _curvature(
 ) -> LinearOperator:
     if curvature == "hessian":
         return HessianOperator(
-            fmodel, None, data, method=hvp_method, batch_size=batch_size,
+            fmodel,
+            None,
+            data,
+            method=hvp_method,
+            batch_size=batch_size,
             check_determinism=check_determinism,
         )
     if curvature in ("gauss_newton", "ggn"):

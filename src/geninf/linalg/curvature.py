@@ -84,8 +84,10 @@ class CurvatureOperator(LinearOperator):
     ):
         if data is None:
             raise InputError("a curvature operator needs data: pass the examples to average over")
-        self.fmodel = model if isinstance(model, FunctionalModel) else FunctionalModel(
-            model, objective, check_determinism=check_determinism
+        self.fmodel = (
+            model
+            if isinstance(model, FunctionalModel)
+            else FunctionalModel(model, objective, check_determinism=check_determinism)
         )
         self.data: Batches = as_batches(data, batch_size, name="hessian data")
         if check_determinism:
@@ -258,15 +260,19 @@ class HessianOperator(CurvatureOperator):
     ) -> ParamDict:
         names = self.fmodel.layout.names
         pairs = [
-            (g, v[name]) for g, name in zip(grads, names, strict=True)
+            (g, v[name])
+            for g, name in zip(grads, names, strict=True)
             if g is not None and g.requires_grad
         ]
         if not pairs:  # the loss is linear in the parameters: H = 0
             return {name: torch.zeros_like(v[name]) for name in names}
         with torch.enable_grad():
             hv = torch.autograd.grad(
-                [g for g, _ in pairs], leaves, grad_outputs=[u for _, u in pairs],
-                retain_graph=retain, allow_unused=True,
+                [g for g, _ in pairs],
+                leaves,
+                grad_outputs=[u for _, u in pairs],
+                retain_graph=retain,
+                allow_unused=True,
             )
         return {
             name: (h if h is not None else torch.zeros_like(v[name]))
@@ -328,4 +334,3 @@ def _check_finite(out: Tensor, who: str) -> None:
             f"{who}: a curvature product contains NaN/inf; check the data and the model for "
             "non-finite values (the loss may overflow)"
         )
-

@@ -259,7 +259,9 @@ class ParameterSubset:
                     f"got shape {tuple(params.shape)}"
                 )
             return params
-        raise InputError(f"cannot gather from {type(params).__name__}; pass a model, dict or tensor")
+        raise InputError(
+            f"cannot gather from {type(params).__name__}; pass a model, dict or tensor"
+        )
 
     def _check_delta(self, delta: Tensor) -> Tensor:
         if not isinstance(delta, Tensor):

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from ..data import as_batches
-from ..errors import DataError, DeterminismError, InputError, SubsetError
-from ..functional import _STOCHASTIC_TYPES, FunctionalModel
+from ..errors import DataError, InputError, SubsetError
+from ..functional import FunctionalModel, check_model_deterministic
 from ..params.subset import ParameterSubset
 from .choose import budget, choose_random, choose_ranked
 from .criteria import Criterion
@@ -191,17 +191,11 @@ def _ranked(
 
 
 def _check_eval_mode(model: nn.Module) -> None:
-    culprits = [
-        name or type(model).__name__
-        for name, m in model.named_modules()
-        if m.training and isinstance(m, _STOCHASTIC_TYPES)
-    ]
-    if culprits:
-        raise DeterminismError(
-            f"the model is in train mode with dropout/batch-norm layers ({', '.join(culprits[:4])}"
-            f"{', ...' if len(culprits) > 4 else ''}); the selection statistics would be random "
-            "and batch norm would update its running statistics: call model.eval() first"
-        )
+    check_model_deterministic(
+        model,
+        "the selection statistics would be random and batch norm would update its running "
+        "statistics",
+    )
 
 
 def _random(groups, ratio, generator, exclude):
