@@ -28,6 +28,7 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
     return run_demo(
         forget_class=args.forget_class,
         ratio=args.ratio,
+        damping=args.damping,
         seed=args.seed,
         progress=not args.quiet,
     )
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--forget-class", type=int, default=8, help="class to remove (default 8)")
     demo.add_argument("--ratio", type=float, default=0.05, help="fraction of parameters GIF moves")
+    demo.add_argument(
+        "--damping", type=float, default=0.01, help="λ added to the Hessian (default 0.01)"
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=2)
     demo.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -35,13 +35,15 @@ class AutoSolver(Solver):
     Args:
         tol: tolerance passed to CG / LSMR.
         max_dense: largest number of columns solved densely.
+        max_iter: iteration cap passed to CG / LSMR (None: their defaults).
     """
 
     name = "auto"
 
-    def __init__(self, tol: float = 1e-6, max_dense: int = 1024):
+    def __init__(self, tol: float = 1e-6, max_dense: int = 1024, max_iter: int | None = None):
         self.tol = check_float("AutoSolver", "tol", tol, low=0.0, strict=True)
         self.max_dense = check_int("AutoSolver", "max_dense", max_dense, low=0)
+        self.max_iter = check_int("AutoSolver", "max_iter", max_iter, low=1, allow_none=True)
 
     def _solve(
         self, A: LinearOperator, b: Tensor, x0: Tensor | None, mon: Monitor
@@ -51,17 +53,25 @@ class AutoSolver(Solver):
             dense = DenseSolver(max_size=self.max_dense).solve(A, b, x0=x0)
             return _merge([dense], f"auto: dense ({cols} <= max_dense={self.max_dense} columns)")
         if rows == cols and A.symmetric:
-            first = CGSolver(tol=self.tol).solve(A, b, x0=x0, progress=mon.progress)
+            first = CGSolver(tol=self.tol, max_iter=self.max_iter).solve(
+                A, b, x0=x0, progress=mon.progress
+            )
             if not first.diagnostics.negative_curvature:
                 return _merge([first], "auto: cg (square symmetric operator)")
-            second = LSMRSolver(tol=self.tol).solve(A, b, x0=x0, progress=mon.progress)
+            second = LSMRSolver(tol=self.tol, max_iter=self.max_iter).solve(
+                A, b, x0=x0, progress=mon.progress
+            )
             return _merge(
                 [first, second],
                 f"auto: cg stopped after {first.diagnostics.iterations} iterations with "
                 f"negative curvature (A is indefinite); fell back to lsmr",
             )
         return _merge(
-            [LSMRSolver(tol=self.tol).solve(A, b, x0=x0, progress=mon.progress)],
+            [
+                LSMRSolver(tol=self.tol, max_iter=self.max_iter).solve(
+                    A, b, x0=x0, progress=mon.progress
+                )
+            ],
             "auto: lsmr (rectangular or non-symmetric operator)",
         )
 
