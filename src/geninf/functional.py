@@ -14,7 +14,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .data import Batches, as_batches, to_device
-from .errors import DeterminismError, NonFiniteError
+from .distributed import all_reduce_sum, shard
+from .errors import DataError, DeterminismError, NonFiniteError
 from .objective import Objective, as_objective, check_loss
 from .params.layout import ParameterLayout, trainable_parameters
 
@@ -89,35 +90,49 @@ class FunctionalModel:
         return as_batches(data, batch_size, name=name)
 
     def iter_weighted(self, data: Batches) -> Iterator[tuple[Any, int]]:
-        """Yield ``(batch on the model's device, number of examples)``."""
+        """Yield ``(batch on the model's device, number of examples)`` for every batch."""
         for batch in data:
             batch = to_device(batch, self.device)
             yield batch, int(self.objective.num_examples(batch))
 
+    def iter_sharded(self, data: Batches) -> Iterator[tuple[int, Any, int]]:
+        """Yield ``(global batch index, batch on device, examples)`` for this rank's share of the
+        batches — all of them without a process group (see :mod:`geninf.distributed`)."""
+        for i, batch in shard(enumerate(data)):
+            batch = to_device(batch, self.device)
+            yield i, batch, int(self.objective.num_examples(batch))
+
+    def count_examples(self, data: Any, batch_size: int | None = None) -> int:
+        """Number of examples in ``data`` (all ranks' batches)."""
+        return sum(n for _, n in self.iter_weighted(as_batches(data, batch_size)))
+
     def loss_and_gradient(
         self, data: Any, *, batch_size: int | None = None, flat_params: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Mean loss and its gradient (flat, length n) over ``data``, streamed over batches."""
+        """Mean loss and its gradient (flat, length n) over ``data``, streamed over batches and
+        sharded over ranks when a process group exists."""
         data = as_batches(data, batch_size)
         flat = self.flat_params if flat_params is None else flat_params
         leaves = [t.detach().requires_grad_(True) for t in self.layout.unflatten(flat).values()]
         params = dict(zip(self.layout.names, leaves, strict=True))
-        total_loss = torch.zeros((), dtype=self.dtype, device=self.device)
-        total_grad = torch.zeros_like(flat)
-        count = 0
-        for batch, n in self.iter_weighted(data):
+        acc = torch.zeros(flat.numel() + 2, dtype=self.dtype, device=self.device)
+        for _, batch, n in self.iter_sharded(data):
             with torch.enable_grad():
                 loss = check_loss(self.batch_loss(params, batch), "gradient pass")
                 grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-            total_grad += n * _flat_grads(grads, leaves)
-            total_loss += n * loss.detach()
-            count += n
-        grad = total_grad / count
+            acc[:-2] += n * _flat_grads(grads, leaves)
+            acc[-2] += n * loss.detach()
+            acc[-1] += n
+        all_reduce_sum(acc)
+        count = acc[-1]
+        if count == 0:
+            raise DataError("the data set holds no example; pass at least one")
+        grad = acc[:-2] / count
         if not torch.isfinite(grad).all():
             raise NonFiniteError(
                 "the gradient of the mean loss has NaN/inf entries; check the data and model"
             )
-        return total_loss / count, grad
+        return acc[-2] / count, grad
 
     def gradient(self, data: Any, *, batch_size: int | None = None) -> Tensor:
         """Gradient (flat, length n) of the mean loss over ``data``."""
@@ -126,12 +141,13 @@ class FunctionalModel:
     def loss(self, data: Any, *, batch_size: int | None = None) -> Tensor:
         """Mean loss over ``data`` (no gradient)."""
         data = as_batches(data, batch_size)
-        total, count = 0.0, 0
+        acc = torch.zeros(2, dtype=self.dtype, device=self.device)
         with torch.no_grad():
-            for batch, n in self.iter_weighted(data):
-                total = total + n * self.batch_loss(self._params, batch)
-                count += n
-        return torch.as_tensor(total / count)
+            for _, batch, n in self.iter_sharded(data):
+                acc[0] += n * self.batch_loss(self._params, batch)
+                acc[1] += n
+        all_reduce_sum(acc)
+        return acc[0] / acc[1]
 
 
 def _flat_grads(grads: tuple[Tensor | None, ...], leaves: list[Tensor]) -> Tensor:

@@ -39,6 +39,7 @@ from torch import Tensor
 from torch.func import grad, jvp, linearize, vjp
 
 from ..data import Batches, as_batches
+from ..distributed import all_reduce_sum
 from ..errors import InputError, NonFiniteError, ObjectiveError
 from ..functional import FunctionalModel
 from .base import LinearOperator
@@ -97,7 +98,7 @@ class CurvatureOperator(LinearOperator):
         self.dtype = self.fmodel.dtype
         self.device = self.fmodel.device
         self._count = 0
-        self._weights: list[int] | None = None
+        self._num_examples: int | None = None
         self._batch_list: list[Any] | None = None
 
     @property
@@ -106,16 +107,14 @@ class CurvatureOperator(LinearOperator):
 
     @property
     def num_examples(self) -> int:
-        """N, the number of examples the curvature is averaged over."""
-        if self._weights is None:
-            self._weights = [n for _, n in self.fmodel.iter_weighted(self.data)]
-        return sum(self._weights)
+        """N, the number of examples the curvature is averaged over (all ranks)."""
+        if self._num_examples is None:
+            self._num_examples = self.fmodel.count_examples(self.data)
+        return self._num_examples
 
     @property
     def num_batches(self) -> int:
-        if self._weights is None:
-            _ = self.num_examples
-        return len(self._weights)  # type: ignore[arg-type]
+        return len(self.data)
 
     # subclasses: the product of one batch's curvature with v (as a params dict)
     def _batch_product(self, index: int, batch: Any, v: ParamDict) -> ParamDict:
@@ -124,13 +123,13 @@ class CurvatureOperator(LinearOperator):
     def _matvec(self, v: Tensor) -> Tensor:
         self._count += 1
         vd = self.fmodel.params_from_flat(v.to(self.dtype))
-        total = torch.zeros_like(v, dtype=self.dtype)
-        weights = []
-        for i, (batch, n) in enumerate(self.fmodel.iter_weighted(self.data)):
-            total += n * self._flatten(self._batch_product(i, batch, vd))
-            weights.append(n)
-        self._weights = weights
-        out = total / sum(weights)
+        acc = torch.zeros(v.numel() + 1, dtype=self.dtype, device=v.device)
+        for i, batch, n in self.fmodel.iter_sharded(self.data):
+            acc[:-1] += n * self._flatten(self._batch_product(i, batch, vd))
+            acc[-1] += n
+        all_reduce_sum(acc)  # sums over ranks when data is sharded (geninf.distributed)
+        self._num_examples = int(acc[-1])
+        out = acc[:-1] / acc[-1]
         _check_finite(out, type(self).__name__)
         return out
 

@@ -1,0 +1,88 @@
+"""Two CPU processes on loopback (gloo) give the single-process results (float64, ≤ 1e-6)."""
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from geninf import ParameterSubset, influence
+from geninf.data import as_batches
+from geninf.functional import FunctionalModel
+from geninf.linalg import GaussNewtonOperator, HessianOperator
+
+from .conftest import make_problem
+
+DEADLINE_S = 120
+
+
+def _compute(p) -> dict[str, torch.Tensor]:
+    n = p.flat_params().numel()
+    v = torch.randn(n, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    subset = ParameterSubset.from_flat_indices(p.model, list(range(0, n, 3)))
+    fm = FunctionalModel(p.model, p.loss_fn)
+    res = influence(
+        p.model,
+        p.loss_fn,
+        p.train,
+        p.target,
+        method="gif",
+        subset=subset,
+        solver="lsmr",
+        damping=0.1,
+        batch_size=7,
+        solver_options={"tol": 1e-12, "max_iter": 200},
+    )
+    return {
+        "grad": fm.gradient(p.train, batch_size=7),
+        "loss": fm.loss(p.train, batch_size=7).reshape(1),
+        "hvp": HessianOperator(p.model, p.loss_fn, p.train, batch_size=7).matvec(v),
+        "ggn": GaussNewtonOperator(p.model, p.loss_fn, p.train, batch_size=7).matvec(v),
+        "gif": res.delta,
+    }
+
+
+def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    try:
+        p = make_problem("cnn")
+        result = _compute(p)
+        fm = FunctionalModel(p.model, p.loss_fn)
+        result["batches"] = torch.tensor([i for i, _, _ in fm.iter_sharded(as_batches(p.train, 7))])
+        torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_ranks_equal_one_process(tmp_path, monkeypatch):
+    root = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ctx = mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=False)
+    start = time.monotonic()
+    while not ctx.join(timeout=1):
+        if time.monotonic() - start > DEADLINE_S:
+            for proc in ctx.processes:
+                proc.kill()
+            raise AssertionError(f"the 2-process run did not finish within {DEADLINE_S} s")
+    single = _compute(make_problem("cnn"))
+    shards = []
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        shards.append(got.pop("batches").tolist())
+        for key, ref in single.items():
+            torch.testing.assert_close(got[key], ref, rtol=1e-6, atol=1e-12, msg=key)
+    # the work really was split: 30 examples in batches of 7 -> batches 0..4, shared out
+    assert shards == [[0, 2, 4], [1, 3]]
