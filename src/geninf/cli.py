@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
+from .distributed import init_from_env, is_main_process
 from .errors import InputError, NumericalError
 
 __all__ = ["main"]
@@ -66,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     start = time.perf_counter()
+    init_from_env()  # under torchrun: one process group, data sharded over the ranks
     try:
         result = args.func(args)
     except InputError as exc:
@@ -78,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"geninf: numerical failure: {exc}", file=sys.stderr)
         return 3
+    if not is_main_process():
+        return 0
     if getattr(args, "json", False):
         print(json.dumps(result, indent=2))
     else:

@@ -1,0 +1,46 @@
+"""Peak memory of Hessian products does not grow with the number of examples (issue 7)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sys
+    import torch
+    from torch import nn
+    from geninf.linalg import HessianOperator
+    torch.set_num_threads(1)
+    method, factor = sys.argv[1], int(sys.argv[2])
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 1024), nn.Tanh(), nn.Linear(1024, 1024), nn.Tanh(),
+                          nn.Linear(1024, 4))
+    n = 256 * factor
+    data = (torch.randn(n, 8, generator=g), torch.randint(0, 4, (n,), generator=g))
+    H = HessianOperator(model, None, data, method=method, batch_size=256, max_cached_batches=1)
+    v = torch.randn(H.shape[0], generator=g)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(2):
+        H.matvec(v)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"extra_kib": peak - base}))
+    """
+)
+
+
+def _extra_memory_kib(method: str, factor: int) -> int:
+    out = subprocess.run([sys.executable, "-c", SCRIPT, method, str(factor)], check=True,
+                         capture_output=True, text=True, timeout=300)
+    return json.loads(out.stdout.strip().splitlines()[-1])["extra_kib"]
+
+
+@pytest.mark.parametrize("method", ["reverse", "reverse_cached", "forward_over_reverse"])
+def test_hvp_memory_flat_in_data_size(method):
+    one = _extra_memory_kib(method, 1)
+    eight = _extra_memory_kib(method, 8)
+    # one batch's graph is tens of MiB here; 8x the data must not cost 8x (or even 2x) the memory
+    assert one > 4 * 1024, f"the measurement did not see the graph memory ({one} KiB)"
+    assert eight < 1.5 * one + 8 * 1024, f"{method}: 1x data +{one} KiB, 8x data +{eight} KiB"
