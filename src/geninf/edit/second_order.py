@@ -1,0 +1,124 @@
+"""Second-order group influence (Basu, You & Feizi 2020; method.md §4) for removing a group U.
+
+With S the full training set (m examples), U ⊂ S the r removed ones, p = r/m, H the Hessian of
+the mean loss over S (plus damping·I), H_U that over U and g_U the gradient of the mean loss over
+U, all at the trained θ̂:
+
+    I¹ = (1 − 2p)/(1 − p)² · p · H⁻¹ g_U
+    I″ = 1/(1 − p)² · p² · H⁻¹ H_U H⁻¹ g_U
+    Δθ ≈ I¹ + I″,      θ ← θ̂ + Δθ   (every parameter)
+
+Sign convention. Δθ is *added* to θ̂, like the first-order removal update
+``removal_scale · H_R⁻¹ g_U`` of :mod:`geninf.influence`. Check: with H_R = (H − p H_U)/(1 − p)
+the Hessian of the retained mean loss, the Newton removal step is
+``p/(1 − p) · H_R⁻¹ g_U = p (H − p H_U)⁻¹ g_U = p H⁻¹ g_U + p² H⁻¹ H_U H⁻¹ g_U + O(p³)``, while
+``I¹ + I″ = p H⁻¹ g_U + p² H⁻¹ H_U H⁻¹ g_U + O(p³)`` — the same series to second order, so the
+published formula, with this sign, is a removal update (it moves θ̂ towards the optimum of the
+retained loss; ⟨g_U, Δθ⟩ > 0: the loss on U rises).
+
+Cost: one gradient pass over U, two solves with H over S, one product with H_U.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..data import as_batches
+from ..errors import ConvergenceWarning
+from ..functional import FunctionalModel
+from ..linalg.curvature import HessianOperator
+from ..solvers import SolveResult, get_solver
+from .datautil import ChainedData
+from .record import ComputeUsed
+
+__all__ = ["SecondOrderTerms", "second_order_terms"]
+
+
+@dataclass
+class SecondOrderTerms:
+    """The two terms of the second-order group influence (flat, every parameter).
+
+    Attributes:
+        first: I¹ = (1 − 2p)/(1 − p)² · p · H⁻¹ g_U.
+        second: I″ = p²/(1 − p)² · H⁻¹ H_U H⁻¹ g_U.
+        p: |U|/|S|.
+        diagnostics: ``{"first": ..., "second": ...}``, the diagnostics of the two solves.
+    """
+
+    first: Tensor
+    second: Tensor
+    p: float
+    diagnostics: dict[str, Any]
+
+    @property
+    def total(self) -> Tensor:
+        """Δθ = I¹ + I″ (add it to θ̂)."""
+        return self.first + self.second
+
+
+def second_order_terms(
+    model: nn.Module,
+    objective: Any,
+    retain_data: Any,
+    forget_data: Any,
+    *,
+    num_retain: int,
+    num_forget: int,
+    solver: Any = "auto",
+    damping: float = 0.0,
+    batch_size: int | None = None,
+    hvp_method: str = "reverse_cached",
+    solver_options: dict[str, Any] | None = None,
+    check_determinism: bool = True,
+    progress: bool = False,
+    compute: ComputeUsed | None = None,
+) -> SecondOrderTerms:
+    """Compute I¹ and I″ (module docstring) for removing ``forget_data`` from the training set
+    ``retain_data ∪ forget_data`` (``num_retain`` and ``num_forget`` examples)."""
+    compute = compute if compute is not None else ComputeUsed()
+    fm = FunctionalModel(model, objective, check_determinism=check_determinism)
+    forget = as_batches(forget_data, batch_size, name="forget_data")
+    retain = as_batches(retain_data, batch_size, name="retain_data")
+    m = num_retain + num_forget
+    p = num_forget / m
+    g = fm.gradient(forget)
+    compute.add_gradient(num_forget)
+    H = HessianOperator(
+        fm,
+        None,
+        ChainedData(retain, forget),
+        method=hvp_method,
+        check_determinism=check_determinism,
+    ).damped(float(damping))
+    HU = HessianOperator(fm, None, forget, method=hvp_method, check_determinism=check_determinism)
+    the_solver = get_solver(solver, **(solver_options or {}))
+    s = the_solver.solve(H, g, progress=progress)
+    _warn(s)
+    v = HU.matvec(s.x)
+    t = the_solver.solve(H, v, progress=progress)
+    _warn(t)
+    compute.add_hvps(s.diagnostics.products + t.diagnostics.products, m)
+    compute.add_hvps(1, num_forget)
+    c1 = (1.0 - 2.0 * p) / (1.0 - p) ** 2 * p
+    c2 = p**2 / (1.0 - p) ** 2
+    return SecondOrderTerms(
+        first=(c1 * s.x).detach(),
+        second=(c2 * t.x).detach(),
+        p=p,
+        diagnostics={"first": s.diagnostics.to_dict(), "second": t.diagnostics.to_dict()},
+    )
+
+
+def _warn(res: SolveResult) -> None:
+    d = res.diagnostics
+    if not d.converged:
+        warnings.warn(
+            f"second_order: {d.solver} stopped after {d.iterations} iterations at relative "
+            f"residual {d.residual:.3g} without converging ({d.message or 'iteration limit'})",
+            ConvergenceWarning,
+            stacklevel=3,
+        )

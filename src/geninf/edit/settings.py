@@ -1,0 +1,144 @@
+"""Validation of the arguments shared by :func:`~geninf.edit.remove` and ``relabel``."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from ..errors import InputError
+from ..params.subset import ParameterSubset
+from .options import EditOptions, parse_options
+from .record import EditMethod, Schedule
+from .validation import ValidationScore, resolve_validation
+
+__all__ = ["EditSettings", "check_settings"]
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    """The validated arguments of an edit."""
+
+    method: EditMethod
+    schedule: Schedule
+    score: ValidationScore | None
+    validation_info: dict[str, Any] | None
+    ratio: float
+    damping: float
+    seed: int
+    budget: int | None
+    subset: ParameterSubset | None
+    opts: EditOptions
+    progress: bool
+    criterion: Any = "highest_gradients"
+    solver: Any = "auto"
+
+    def record_options(self) -> dict[str, Any]:
+        """Every argument and option, JSON-ready, for the edit record."""
+        return {
+            "method": self.method.value,
+            "schedule": self.schedule.value,
+            "criterion": str(getattr(self.criterion, "value", self.criterion)),
+            "ratio": self.ratio,
+            "solver": self.solver if isinstance(self.solver, str) else repr(self.solver),
+            "damping": self.damping,
+            "seed": self.seed,
+            "budget": self.budget,
+            "subset_given": self.subset is not None,
+            **self.opts.to_dict(),
+        }
+
+
+def check_settings(
+    *,
+    method: Any,
+    schedule: Any,
+    validation: Any,
+    ratio: Any,
+    damping: Any,
+    seed: Any,
+    budget: Any,
+    subset: Any,
+    options: dict[str, Any],
+    progress: Any = False,
+    criterion: Any = "highest_gradients",
+    solver: Any = "auto",
+) -> EditSettings:
+    """Validate everything that does not need the data (errors are one-line InputErrors)."""
+    opts = parse_options(options)
+    the_method = EditMethod.parse(method)
+    the_schedule = Schedule.parse(schedule)
+    score, info = resolve_validation(validation)
+    if the_schedule is Schedule.PAPER and score is None:
+        raise InputError(
+            "schedule='paper' chooses the step size and count on validation data: pass "
+            "validation=ClassRemovalValidation(val_data, forget_class) or a callable "
+            "score(model) built on the validation split (never on test data)"
+        )
+    if subset is not None and not isinstance(subset, ParameterSubset):
+        raise InputError(
+            f"subset must be a ParameterSubset (see geninf.select), got {type(subset).__name__}"
+        )
+    if subset is not None and not the_method.uses_subset and not subset.is_all:
+        raise InputError(
+            f"method={the_method.value!r} moves every parameter; drop subset= or use "
+            "method='gif', 'freezing' or 'projecting' for a subset"
+        )
+    if the_method is EditMethod.SECOND_ORDER and opts.curvature != "hessian":
+        raise InputError(
+            "method='second_order' uses the Hessian (H and H_U of method.md §4); drop "
+            f"curvature={opts.curvature!r}"
+        )
+    if budget is not None:
+        if not the_method.is_baseline:
+            raise InputError(
+                f"budget applies to method='finetune' or 'gradient_ascent' only, not "
+                f"{the_method.value!r}; drop budget="
+            )
+        if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 1:
+            raise InputError(
+                f"budget must be a positive int (example-gradient evaluations), got {budget!r}"
+            )
+    return EditSettings(
+        method=the_method,
+        schedule=the_schedule,
+        score=score,
+        validation_info=info,
+        ratio=_ratio(ratio),
+        damping=_damping(damping),
+        seed=_seed(seed),
+        budget=None if budget is None else int(budget),
+        subset=subset,
+        opts=opts,
+        progress=bool(progress),
+        criterion=criterion,
+        solver=solver,
+    )
+
+
+def _ratio(ratio: Any) -> float:
+    if isinstance(ratio, Tensor) and ratio.numel() == 1:
+        ratio = ratio.item()
+    ok = isinstance(ratio, numbers.Real) and not isinstance(ratio, bool)
+    if not ok or not 0.0 < float(ratio) <= 1.0:
+        raise InputError(
+            f"ratio must be in (0, 1] (the fraction of each layer to select), got {ratio!r}; "
+            "e.g. ratio=0.05 selects 5% of every layer"
+        )
+    return float(ratio)
+
+
+def _damping(damping: Any) -> float:
+    ok = isinstance(damping, numbers.Real) and not isinstance(damping, bool)
+    if not ok or not math.isfinite(damping) or damping < 0:
+        raise InputError(f"damping must be a finite number >= 0, got {damping!r}")
+    return float(damping)
+
+
+def _seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InputError(f"seed must be an int, got {seed!r}")
+    return int(seed)
