@@ -25,7 +25,7 @@ test: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(VENV)/bin/geninf demo
+	$(VENV)/bin/geninf demo --force
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff

@@ -3,7 +3,7 @@
     python benchmarks/memory.py [--out FILE.json] [--batch 32] [--width 1.0]
 
 Each measurement runs in a fresh subprocess (1 thread) on random CIFAR-shaped data and reports
-the growth of the process's peak resident memory (ru_maxrss) during the call, in MiB — the
+the growth of the process's peak resident memory (VmHWM) during the call, in MiB — the
 model, data and vectors are allocated before the baseline is read.
 """
 
@@ -19,7 +19,20 @@ from _common import emit, versions
 
 CHILD = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, resource, sys
+
+    def peak_kib():
+        # VmHWM belongs to this process image; ru_maxrss would also count the parent's memory
+        # at fork time (Linux copies it into the child), hiding the child's own growth.
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+, time
     import torch
     sys.path.insert(0, "benchmarks")
     from _common import cifar_shaped, model
@@ -36,11 +49,11 @@ CHILD = textwrap.dedent(
     else:
         H = HessianOperator(net, None, data, method=what, batch_size=batch)
         run = lambda: H.matvec(v)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_kib()
     t = time.perf_counter()
     run()
     seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_kib()
     print(json.dumps({"params": fm.num_params, "peak_extra_mib": (peak - base) / 1024,
                       "seconds": seconds}))
     """

@@ -10,6 +10,19 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import json, resource, sys
+
+    def peak_kib():
+        # VmHWM belongs to this process image; ru_maxrss would also count the parent's memory
+        # at fork time (Linux copies it into the child), hiding the child's own growth.
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
     import torch
     from torch import nn
     from geninf.linalg import HessianOperator
@@ -24,10 +37,10 @@ SCRIPT = textwrap.dedent(
     H = HessianOperator(model, None, data, method=method, batch_size=256,
                         max_cached_batches=cached)
     v = torch.randn(H.shape[0], generator=g)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_kib()
     for _ in range(2):
         H.matvec(v)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_kib()
     print(json.dumps({"extra_kib": peak - base}))
     """
 )

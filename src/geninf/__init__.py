@@ -32,6 +32,7 @@ from .influence import (
 from .linalg import GaussNewtonOperator, HessianOperator, HVPMethod
 from .objective import Objective, SupervisedObjective
 from .params import ParameterSubset
+from .scoring import score, self_influence, top_k
 from .selection import Criterion, SelectionSummary, select, select_with_summary
 from .solvers import SolverDiagnostics, SolveResult, get_solver
 
@@ -59,6 +60,9 @@ __all__ = [
     "SelectionSummary",
     "select",
     "select_with_summary",
+    "score",
+    "self_influence",
+    "top_k",
     "influence",
     "label_change_gradient",
     "removal_scale",

@@ -1,0 +1,340 @@
+"""The ``geninf`` argument parser: every subcommand and option (see docs/cli.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, NoReturn
+
+from .. import __version__
+
+__all__ = ["build_parser"]
+
+EDIT_METHODS = [
+    "gif",
+    "freezing",
+    "projecting",
+    "original",
+    "second_order",
+    "finetune",
+    "gradient_ascent",
+]
+RELABEL_METHODS = ["gif", "freezing", "projecting", "original", "finetune"]
+SCORE_METHODS = ["gif", "original", "freezing", "projecting", "grad_dot", "random"]
+CRITERIA = [
+    "highest_gradients",
+    "highest_outputs",
+    "lowest_gradients",
+    "lowest_outputs",
+    "random",
+    "all",
+]
+SOLVERS = ["auto", "dense", "cg", "lissa", "neumann_normal", "lsmr"]
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"geninf: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one name")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--json", action="store_true", help="print the results (results.json) as JSON")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or warnings")
+    g.add_argument("--debug", action="store_true", help="show a traceback on errors")
+
+
+def _run_options(
+    p: argparse.ArgumentParser, *, out: bool = True, default_out: str | None = None
+) -> None:
+    g = p.add_argument_group("run")
+    if out:
+        g.add_argument(
+            "--out",
+            required=default_out is None,
+            default=default_out,
+            metavar="RUN_DIR",
+            help="output run directory" + (f" (default {default_out})" if default_out else ""),
+        )
+        g.add_argument("--force", action="store_true", help="replace --out if it exists")
+    g.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    g.add_argument("--threads", type=_positive_int, help="CPU threads (default: PyTorch's)")
+    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    _output_options(p)
+
+
+def _checkpoint_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="run directory, .safetensors file, or .pt state dict",
+    )
+    g.add_argument("--data", help="data spec (default: the checkpoint's record)")
+    g.add_argument("--model", help="model name or package.module:factory (for a .pt file)")
+    g.add_argument("--width", type=float, help="width multiplier (for a .pt file)")
+
+
+def _solver_options(p: argparse.ArgumentParser, methods: list[str], what: str) -> None:
+    g = p.add_argument_group(what)
+    g.add_argument("--method", default="gif", choices=methods, help="default gif")
+    g.add_argument(
+        "--criterion",
+        default="highest_gradients",
+        choices=CRITERIA,
+        help="parameter selection for gif/freezing/projecting",
+    )
+    g.add_argument(
+        "--ratio",
+        type=float,
+        default=0.05,
+        help="fraction of each layer that may move (default 0.05)",
+    )
+    g.add_argument("--solver", default="auto", choices=SOLVERS, help="default auto")
+    g.add_argument("--max-iter", type=_positive_int, help="solver iteration cap")
+    g.add_argument("--tol", type=float, help="solver tolerance")
+    g.add_argument("--damping", type=float, default=0.01, help="λ added to H (default 0.01)")
+    g.add_argument("--batch-size", type=_positive_int, help="examples per gradient/HVP batch")
+
+
+def _edit_options(p: argparse.ArgumentParser, methods: list[str]) -> None:
+    _checkpoint_options(p)
+    _solver_options(p, methods, "edit")
+    g = p.add_argument_group("schedule")
+    g.add_argument(
+        "--schedule",
+        default="newton",
+        choices=["newton", "paper"],
+        help="newton: one step with the theoretical scale; paper: step norm and "
+        "count chosen on validation",
+    )
+    g.add_argument("--gammas", type=_floats, help="paper schedule step norms, e.g. 0.03,0.1,0.3")
+    g.add_argument("--max-steps", type=_positive_int, help="paper schedule: largest step count")
+    g.add_argument(
+        "--budget",
+        type=_positive_int,
+        help="finetune/gradient_ascent: example-gradient evaluations",
+    )
+    g.add_argument(
+        "--retrain",
+        action="store_true",
+        help="also retrain from scratch for reference (costs a training run)",
+    )
+    _run_options(p)
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model and write a run directory",
+        description="Train a model with Adam; write model.safetensors and a report.",
+    )
+    g = p.add_argument_group("training")
+    g.add_argument(
+        "--data", required=True, help="digits, mnist5k, cifar10:PATH, mnist:PATH or svhn:PATH"
+    )
+    g.add_argument(
+        "--model",
+        required=True,
+        help="mlp, small_cnn, tinynet, vgg11, resnet18 or package.module:factory",
+    )
+    g.add_argument("--epochs", type=_positive_int, default=10, help="default 10")
+    g.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1)")
+    g.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="L2 coefficient (1e-4)")
+    g.add_argument("--data-seed", type=int, default=0, help="seed of the data split (default 0)")
+    g.add_argument("--normalize", action="store_true", help="standardize inputs per channel")
+    g.add_argument(
+        "--flatten",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="flatten the inputs (default: for the MLP only)",
+    )
+    g.add_argument("--max-train", type=_positive_int, help="cap on training examples")
+    g.add_argument("--max-eval", type=_positive_int, help="cap on validation/test examples")
+    _run_options(p)
+    p.set_defaults(command="train")
+
+
+def _add_edits(sub: Any) -> None:
+    p = sub.add_parser(
+        "remove",
+        help="remove training data from a model (GIF and baselines)",
+        description="Remove training examples (a class or a list of indices) "
+        "from a trained model; write the edited model and a report.",
+    )
+    p.add_argument(
+        "--forget",
+        required=True,
+        metavar="SPEC",
+        help="class:C (every training example of class C) or indices:FILE",
+    )
+    _edit_options(p, EDIT_METHODS)
+    p.set_defaults(command="remove")
+    p = sub.add_parser(
+        "relabel",
+        help="change training labels of a model (GIF and baselines)",
+        description="Apply the effect of changing training labels; write the "
+        "edited model and a report.",
+    )
+    p.add_argument(
+        "--changes",
+        required=True,
+        metavar="FILE.csv",
+        help="CSV rows index,new_label (indices into the training split)",
+    )
+    _edit_options(p, RELABEL_METHODS)
+    p.set_defaults(command="relabel")
+
+
+def _add_score(sub: Any) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score training examples for chosen predictions",
+        description="Which training examples help or harm chosen test "
+        "predictions (positive = helpful).",
+    )
+    p.add_argument(
+        "--queries",
+        default="test:0-7",
+        metavar="SPEC",
+        help="test:0-7, validation:3,5 or indices:FILE (default test:0-7)",
+    )
+    p.add_argument("--k", type=_positive_int, default=5, help="top-k per kind (default 5)")
+    p.add_argument(
+        "--train-examples", type=_positive_int, help="score only the first N training examples"
+    )
+    p.add_argument(
+        "--self-influence",
+        dest="self_influence_top",
+        action="store_true",
+        help="also rank training examples by self-influence",
+    )
+    _checkpoint_options(p)
+    _solver_options(p, SCORE_METHODS, "scoring")
+    _run_options(p)
+    p.set_defaults(command="score")
+
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="run a paper experiment (seeds, tables, plots)",
+        description="The paper's experiments at embedded scale.",
+    )
+    p.add_argument("experiment", choices=["class-removal", "selection", "backdoor"])
+    p.add_argument("--seeds", type=_positive_int, help="run seeds 0..N-1 (default 5)")
+    p.add_argument("--quick", action="store_true", help="a fast sanity run (2 seeds, less work)")
+    g = p.add_argument_group("experiment settings (override the defaults)")
+    g.add_argument("--data", help="digits, mnist5k or cifar10:PATH")
+    g.add_argument("--model", help="model name")
+    g.add_argument("--width", type=float, help="width multiplier")
+    g.add_argument("--epochs", type=_positive_int, help="training epochs")
+    g.add_argument("--max-train", type=_positive_int, help="cap on training examples")
+    g.add_argument("--ratios", type=_floats, help="modification ratios, e.g. 0.01,0.05")
+    g.add_argument("--schedules", type=_names, help="newton,paper")
+    g.add_argument("--methods", type=_names, help="e.g. gif,original,finetune")
+    g.add_argument("--criteria", type=_names, help="selection criteria (bench selection)")
+    g.add_argument("--forget-class", type=int, help="class to remove")
+    g.add_argument(
+        "--cache-dir",
+        default="runs/experiment-cache",
+        help="trained-model cache (default runs/experiment-cache)",
+    )
+    p.add_argument("--out", metavar="RUN_DIR", help="output (default runs/bench/EXPERIMENT)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads (default: PyTorch's)")
+    _output_options(p)
+    p.set_defaults(command="bench")
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="regenerate report.md/html of a run directory",
+        description="Redraw the plots and rewrite report.md and report.html from results.json.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    _output_options(p)
+    p.set_defaults(command="report")
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="remove a class from a CNN on embedded MNIST, GIF vs baselines",
+        description="Train (or load from the cache) a small CNN on 5,000 "
+        "embedded MNIST images, remove one class with GIF and the baselines, "
+        "retrain for reference, print the table and write a report.",
+    )
+    p.add_argument("--forget-class", type=int, default=8, help="class to remove (default 8)")
+    p.add_argument("--ratio", type=float, default=0.05, help="GIF modification ratio (0.05)")
+    p.add_argument("--damping", type=float, default=0.01, help="λ added to H (default 0.01)")
+    p.add_argument("--epochs", type=_positive_int, default=10, help="training epochs (10)")
+    p.add_argument("--max-iter", type=_positive_int, default=8, help="LSMR iteration cap (8)")
+    p.add_argument(
+        "--hessian-examples",
+        type=_positive_int,
+        default=1000,
+        help="retained examples in the Hessian sample (default 1000)",
+    )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also GIF at 1%%/5%%/20%% for two criteria (accuracy vs ratio plot)",
+    )
+    p.add_argument("--cache-dir", default="runs/cache", help="trained-model cache (runs/cache)")
+    _run_options(p, default_out="runs/demo")
+    p.set_defaults(command="demo", threads=1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``geninf`` and its subcommands."""
+    parser = Parser(
+        prog="geninf",
+        description="Generalized influence functions: apply the effect of training data to a "
+        "chosen subset of a model's parameters. Exit codes: 0 success, 2 bad input or usage, "
+        "3 numerical failure.",
+    )
+    parser.add_argument("--version", action="version", version=f"geninf {__version__}")
+    parser.add_argument(
+        "--debug", dest="debug_global", action="store_true", help="show tracebacks on errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for add in (_add_demo, _add_train, _add_edits, _add_score, _add_bench, _add_report):
+        add(sub)
+    return parser
