@@ -45,6 +45,7 @@ def _worker(rank, world, port, out, examples, repeats):
     _, seconds = _products(torch.float32, examples, repeats)
     if rank == 0:
         torch.save({"hvp64": exact, "seconds": torch.tensor(seconds)}, out)
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -55,8 +55,11 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         result = _compute(p)
         fm = FunctionalModel(p.model, p.loss_fn)
         result["batches"] = torch.tensor([i for i, _, _ in fm.iter_sharded(as_batches(p.train, 7))])
-        torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+        tmp = Path(out_dir) / f"rank{rank}.pt.tmp"
+        torch.save(result, tmp)
+        tmp.replace(Path(out_dir) / f"rank{rank}.pt")  # complete results only
     finally:
+        dist.barrier()  # no rank tears gloo down while another is still talking
         dist.destroy_process_group()
 
 
@@ -72,11 +75,19 @@ def test_two_ranks_equal_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     ctx = mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=False)
     start = time.monotonic()
-    while not ctx.join(timeout=1):
-        if time.monotonic() - start > DEADLINE_S:
-            for proc in ctx.processes:
-                proc.kill()
-            raise AssertionError(f"the 2-process run did not finish within {DEADLINE_S} s")
+    try:
+        while not ctx.join(timeout=1):
+            if time.monotonic() - start > DEADLINE_S:
+                for proc in ctx.processes:
+                    proc.kill()
+                raise AssertionError(f"the 2-process run did not finish within {DEADLINE_S} s")
+    except mp.ProcessExitedException as exc:
+        # gloo can abort a process while tearing down after its results were written (seen
+        # once in CI: SIGABRT "terminate called without an active exception"); the results are
+        # what is under test, so accept a signal exit only when both ranks finished writing them
+        files = [tmp_path / f"rank{r}.pt" for r in range(2)]
+        if exc.signal_name is None or not all(f.exists() for f in files):
+            raise
     single = _compute(make_problem("cnn"))
     shards = []
     for rank in range(2):
