@@ -32,7 +32,8 @@ CHILD = textwrap.dedent(
         except OSError:
             pass
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-, time
+
+    import time
     import torch
     sys.path.insert(0, "benchmarks")
     from _common import cifar_shaped, model
