@@ -118,6 +118,8 @@ def main() -> None:
         default=None,
         help="iteration cap of the tuned series (default 4000 MLP, 2000 CNN)",
     )
+    ap.add_argument("--paper-cap", type=int, default=None, help="iterations, paper settings")
+    ap.add_argument("--krylov-cap", type=int, default=None, help="iterations of lsmr and cg")
     ap.add_argument(
         "--dtype",
         choices=["float32", "float64"],
@@ -142,8 +144,13 @@ def main() -> None:
     for key in args.models.split(","):
         cfg, cap = settings[key]
         cap = dict(quick if args.quick else cap)
-        if args.neumann_cap:
-            cap["neumann"] = args.neumann_cap
+        for key_, value in (
+            ("neumann", args.neumann_cap),
+            ("paper", args.paper_cap),
+            ("krylov", args.krylov_cap),
+        ):
+            if value:
+                cap[key_] = value
         name, *rest = setting(*cfg, dtype)
         caps[name] = cap
         results.update([run(name, *rest, cap)])
