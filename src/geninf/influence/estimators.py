@@ -40,7 +40,7 @@ from ..errors import ConvergenceWarning, InputError
 from ..functional import FunctionalModel
 from ..linalg.base import ColumnSubsetOperator, LinearOperator, PrincipalSubmatrixOperator
 from ..linalg.curvature import DEFAULT_HVP_METHOD, GaussNewtonOperator, HessianOperator
-from ..params.subset import ParameterSubset
+from ..params.subset import ParameterSubset, resolve_subset
 from ..solvers import SolverDiagnostics, get_solver
 
 __all__ = [
@@ -152,7 +152,10 @@ def influence(
     if not isinstance(damping, int | float) or not damping >= 0.0:
         raise InputError(f"damping must be a non-negative number, got {damping!r}")
     fmodel = FunctionalModel(model, objective, check_determinism=check_determinism)
-    subset = _resolve_subset(model, subset, method)
+    subset = resolve_subset(
+        model, subset,
+        whole_model_method=method.value if method is InfluenceMethod.ORIGINAL else None,
+    )  # fmt: skip
     g = _right_hand_side(fmodel, target_data, gradient, batch_size)
     H = _curvature(fmodel, hessian_data, curvature, hvp_method, batch_size, check_determinism)
     H = H.damped(float(damping))
@@ -226,24 +229,6 @@ def label_change_gradient(
         raise InputError(f"num_train={num_train} is smaller than the {r_old} changed examples")
     diff = fm.gradient(old) - fm.gradient(new)
     return diff * (r_old / num_train)
-
-
-def _resolve_subset(
-    model: nn.Module, subset: ParameterSubset | None, method: InfluenceMethod
-) -> ParameterSubset:
-    if subset is None:
-        return ParameterSubset.all(model)
-    if not isinstance(subset, ParameterSubset):
-        raise InputError(
-            f"subset must be a ParameterSubset (see geninf.select), got {type(subset).__name__}"
-        )
-    subset.layout.check_model(model)
-    if method is InfluenceMethod.ORIGINAL and not subset.is_all:
-        raise InputError(
-            "method='original' moves every parameter; drop subset= or use method='gif', "
-            "'freezing' or 'projecting' for a subset"
-        )
-    return subset
 
 
 def _right_hand_side(

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ..errors import InputError, SubsetError
 from .layout import ParameterLayout, _preview
 
-__all__ = ["ParameterSubset"]
+__all__ = ["ParameterSubset", "resolve_subset"]
 
 
 class ParameterSubset:
@@ -276,6 +276,29 @@ class ParameterSubset:
     def _check_same_layout(self, other: ParameterSubset) -> None:
         if self._layout != other._layout:
             raise SubsetError("the two subsets belong to models with different parameter layouts")
+
+
+def resolve_subset(
+    model: nn.Module, subset: ParameterSubset | None, *, whole_model_method: str | None = None
+) -> ParameterSubset:
+    """The subset a method works on: ``subset`` checked against ``model``, or all parameters.
+
+    ``whole_model_method`` names a method that always moves every parameter; a strict subset is
+    then refused.
+    """
+    if subset is None:
+        return ParameterSubset.all(model)
+    if not isinstance(subset, ParameterSubset):
+        raise InputError(
+            f"subset must be a ParameterSubset (see geninf.select), got {type(subset).__name__}"
+        )
+    subset.layout.check_model(model)
+    if whole_model_method is not None and not subset.is_all:
+        raise InputError(
+            f"method={whole_model_method!r} moves every parameter, so it uses every parameter; "
+            "drop subset= or use method='gif', 'freezing' or 'projecting' for a subset"
+        )
+    return subset
 
 
 def _validate_indices(indices: Tensor, size: int) -> Tensor:

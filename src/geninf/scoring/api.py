@@ -53,7 +53,7 @@ from ..data import as_batches
 from ..errors import InputError
 from ..functional import FunctionalModel
 from ..linalg.curvature import DEFAULT_HVP_METHOD
-from ..params.subset import ParameterSubset
+from ..params.subset import ParameterSubset, resolve_subset
 from ..solvers import get_solver
 from .gradients import as_functional, batch_gradients, count_examples
 from .storage import DEFAULT_MAX_MEMORY, ScoreSink, open_sink
@@ -252,7 +252,9 @@ def _prepare(
     if isinstance(damping, bool) or not isinstance(damping, int | float) or not damping >= 0.0:
         raise InputError(f"damping must be a non-negative number, got {damping!r}")
     fm = as_functional(model, objective, check_determinism)
-    subset = _resolve_subset(model, subset, method)
+    subset = resolve_subset(
+        model, subset, whole_model_method=None if method.uses_subset else method.value
+    )
     if method is ScoreMethod.RANDOM:
         return fm, None
     H = None
@@ -264,24 +266,6 @@ def _prepare(
         )  # fmt: skip
     the_solver = get_solver(solver, **(solver_options or {}))
     return fm, InfluenceVectors(method, H, subset, the_solver, progress=progress)
-
-
-def _resolve_subset(
-    model: nn.Module, subset: ParameterSubset | None, method: ScoreMethod
-) -> ParameterSubset:
-    if subset is None:
-        return ParameterSubset.all(model)
-    if not isinstance(subset, ParameterSubset):
-        raise InputError(
-            f"subset must be a ParameterSubset (see geninf.select), got {type(subset).__name__}"
-        )
-    subset.layout.check_model(model)
-    if not method.uses_subset and not subset.is_all:
-        raise InputError(
-            f"method={method.value!r} uses every parameter; drop subset= or use method='gif', "
-            "'freezing' or 'projecting' for a subset"
-        )
-    return subset
 
 
 def _score_blocks(
