@@ -1,4 +1,7 @@
-"""Two CPU processes on loopback (gloo) give the single-process results (float64, ≤ 1e-6)."""
+"""Two CPU processes on loopback (gloo) give the single-process results (float64, ≤ 1e-6):
+gradients, losses, Hessian and Gauss-Newton products, a GIF solve, parameter selection (with a
+``max_examples`` cut inside a batch), score matrices (iterative and dense solves, gradient dot
+products) and self-influence (the split dense path and the in-step iterative path)."""
 
 import os
 import socket
@@ -9,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from geninf import ParameterSubset, influence
+from geninf import ParameterSubset, influence, score, select, self_influence
 from geninf.data import as_batches
 from geninf.functional import FunctionalModel
 from geninf.linalg import GaussNewtonOperator, HessianOperator
@@ -36,7 +39,33 @@ def _compute(p) -> dict[str, torch.Tensor]:
         batch_size=7,
         solver_options={"tol": 1e-12, "max_iter": 200},
     )
+    x, y = p.train
+    common = {"damping": 0.1, "batch_size": 7}
+    iterative = {"tol": 1e-12, "max_iter": 200}
+    picks = {
+        f"select_{c}": select(
+            p.model, p.loss_fn, p.train, criterion=c, ratio=0.3, seed=0, batch_size=7,
+            max_examples=25,
+        ).flat_indices
+        for c in ("highest_gradients", "highest_outputs", "lowest_gradients")
+    }
     return {
+        **picks,
+        "score_gif_lsmr": score(
+            p.model, p.loss_fn, p.train, p.target, method="gif", subset=subset, solver="lsmr",
+            solver_options=iterative, **common,
+        ),
+        "score_original_dense": score(
+            p.model, p.loss_fn, p.train, p.target, method="original", solver="dense", **common
+        ),
+        "score_grad_dot": score(p.model, p.loss_fn, p.train, p.target, method="grad_dot"),
+        "self_gif_dense": self_influence(
+            p.model, p.loss_fn, p.train, method="gif", subset=subset, solver="dense", **common
+        ),
+        "self_original_cg": self_influence(
+            p.model, p.loss_fn, (x[:14], y[:14]), method="original", solver="lsmr",
+            solver_options=iterative, hessian_data=p.train, num_train=30, **common,
+        ),
         "grad": fm.gradient(p.train, batch_size=7),
         "loss": fm.loss(p.train, batch_size=7).reshape(1),
         "hvp": HessianOperator(p.model, p.loss_fn, p.train, batch_size=7).matvec(v),
@@ -97,3 +126,44 @@ def test_two_ranks_equal_one_process(tmp_path, monkeypatch):
             torch.testing.assert_close(got[key], ref, rtol=1e-6, atol=1e-12, msg=key)
     # the work really was split: 30 examples in batches of 7 -> batches 0..4, shared out
     assert shards == [[0, 2, 4], [1, 3]]
+
+
+def test_torchrun_cli_equals_one_process(tmp_path):
+    """``torchrun --nproc_per_node 2 -m geninf remove ...`` (selection, solve and evaluation
+    sharded over two gloo ranks) gives the one-process edit; only rank 0 writes."""
+    import json
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from geninf.cli import main
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    root = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    model = tmp_path / "model"
+    train = ["train", "--data", "digits", "--model", "mlp", "--epochs", "1", "--max-train", "300"]
+    assert main([*train, "--quiet", "--out", str(model)]) == 0
+    edit = ["remove", "--checkpoint", str(model), "--forget", "class:3", "--solver", "lsmr"]
+    edit += ["--max-iter", "5", "--quiet", "--json"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    launcher += ["--nproc_per_node", "2", "-m", "geninf"]
+    proc = subprocess.run(
+        [*launcher, *edit, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=DEADLINE_S,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    two = json.loads(proc.stdout)  # printed once, by rank 0
+    assert main([*edit, "--out", str(tmp_path / "one")]) == 0
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert json.loads((tmp_path / "two" / "results.json").read_text()) == two
+    for arm in ("original", "edited"):
+        for key, value in one["metrics"][arm].items():
+            assert abs(two["metrics"][arm][key] - value) <= 1e-6 * max(1.0, abs(value)), key
+    a = load_file(str(tmp_path / "one" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6, msg=key)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "one", "two"]

@@ -20,7 +20,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["all_reduce_sum", "init_from_env", "is_main_process", "shard", "world"]
+__all__ = [
+    "all_reduce_sum",
+    "broadcast_int",
+    "init_from_env",
+    "is_main_process",
+    "shard",
+    "world",
+]
 
 T = TypeVar("T")
 
@@ -49,6 +56,18 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     if world()[1] > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def broadcast_int(value: int) -> int:
+    """Rank 0's ``value`` on every rank (``value`` itself with one rank): for choices such as a
+    fresh random seed that every rank must share."""
+    if world()[1] == 1:
+        return value
+    backend = dist.get_backend()
+    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else "cpu"
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.broadcast(t, src=0)
+    return int(t.item())
 
 
 def init_from_env() -> bool:

@@ -35,6 +35,11 @@ Cost: one vectorized per-example gradient pass per batch (``torch.func.vmap``); 
 gradients are kept in memory when m·n values fit in ``max_memory`` bytes and recomputed for every
 query block otherwise; one solve per query (or a factorization shared by all queries with the
 dense solver, see :mod:`geninf.scoring.vectors`); then a [block, n] × [n, m] product per block.
+
+Under ``torch.distributed`` the curvature products are sharded (:mod:`geninf.linalg`), every
+rank solves for the same query vectors, and each rank takes every W-th training batch: it fills
+the columns of its batches and the blocks are summed over ranks (zeros elsewhere, so the sum is
+exact). Every rank returns the whole matrix; only rank 0 writes ``out``.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..data import as_batches
+from ..data import as_batches, to_device
+from ..distributed import all_reduce_sum, is_main_process, world
 from ..errors import InputError
 from ..functional import FunctionalModel
 from ..linalg.curvature import DEFAULT_HVP_METHOD
@@ -154,6 +160,7 @@ def score(
     m = _num_train(num_train, m_data)
     queries = as_batches(query_data, query_block, name="query data")
     n_query = count_examples(qfm, queries, query_block, "query data")
+    out = out if is_main_process() else None  # one writer
     sink = open_sink((n_query, m_data), fm.dtype, fm.device, out, max_memory)
     bar = tqdm(total=n_query, desc=f"score ({method.value})", disable=not progress, leave=False)
     try:
@@ -224,12 +231,15 @@ def self_influence(
     if method is ScoreMethod.RANDOM:
         return _random_rows(seed, [None], m_data, fm)[0]
     assert system is not None
-    parts = []
-    for batch, _ in fm.iter_weighted(as_batches(train_data, batch_size, name="train data")):
-        G = batch_gradients(fm, batch)
-        parts.append((system(G) * G).sum(dim=1) / m)
+    # Ranks split the examples only when a solve needs no collective curvature product;
+    # per-example iterative solves run on every rank in step (their products are sharded).
+    system.prepare()
+    split = system.local
+    values = torch.zeros(m_data, dtype=fm.dtype, device=fm.device)
+    for lo, G in _TrainGradients(fm, train_data, batch_size, m_data, limit=0, split=split):
+        values[lo : lo + G.shape[0]] = (system(G) * G).sum(dim=1) / m
     system.warn_unconverged()
-    return torch.cat(parts)
+    return all_reduce_sum(values) if split else values
 
 
 # ---------------------------------------------------------------------------------- internals
@@ -277,38 +287,57 @@ def _score_blocks(
     m: int,
     bar: Any,
 ) -> None:
-    """One solve per query block, then (1/m) W Gᵀ against every training batch."""
+    """One solve per query block, then (1/m) W Gᵀ against every (of this rank's) training
+    batches, summed over ranks."""
     lo = 0
     for batch, _ in qfm.iter_weighted(queries):
         W = system(batch_gradients(qfm, batch)) / m
-        rows = torch.cat([W @ G.T for G in train_grads], dim=1)
+        rows = W.new_zeros(W.shape[0], train_grads.m)
+        for col, G in train_grads:
+            rows[:, col : col + G.shape[0]] = W @ G.T
+        rows = all_reduce_sum(rows)
         sink.write(lo, rows)
         lo += rows.shape[0]
         bar.update(rows.shape[0])
 
 
 class _TrainGradients:
-    """Re-iterable per-example training gradients, kept after the first pass when they fit."""
+    """Re-iterable ``(first column, per-example gradients)`` of this rank's training batches
+    (all of them in one process, or with ``split=False``), kept after the first pass when they
+    fit in ``limit`` bytes."""
 
     def __init__(
-        self, fm: FunctionalModel, data: Any, batch_size: int | None, m: int, limit: int | None
+        self,
+        fm: FunctionalModel,
+        data: Any,
+        batch_size: int | None,
+        m: int,
+        limit: int | None,
+        split: bool = True,
     ):
         self.fm = fm
+        self.m = m
+        self.split = split
         self.data = as_batches(data, batch_size, name="train data")
         itemsize = torch.empty((), dtype=fm.dtype).element_size()
         self.keep = limit is None or m * fm.num_params * itemsize <= limit
-        self._cache: list[Tensor] | None = None
+        self._cache: list[tuple[int, Tensor]] | None = None
 
-    def __iter__(self) -> Iterator[Tensor]:
+    def __iter__(self) -> Iterator[tuple[int, Tensor]]:
         if self._cache is not None:
             yield from self._cache
             return
         cache = []
-        for batch, _ in self.fm.iter_weighted(self.data):
-            G = batch_gradients(self.fm, batch)
-            if self.keep:
-                cache.append(G)
-            yield G
+        rank, size = world() if self.split else (0, 1)
+        col = 0
+        for i, batch in enumerate(self.data):
+            n = int(self.fm.objective.num_examples(batch))
+            if i % size == rank:
+                G = batch_gradients(self.fm, to_device(batch, self.fm.device))
+                if self.keep:
+                    cache.append((col, G))
+                yield col, G
+            col += n
         if self.keep:
             self._cache = cache
 

@@ -182,6 +182,21 @@ class InfluenceVectors:
             return full
         return out
 
+    def prepare(self) -> None:
+        """Materialize and factorize the dense system now (a no-op otherwise).
+
+        Under ``torch.distributed`` the curvature products are collective, so every rank must
+        factorize at the same point; call this on every rank before work is split by rank.
+        """
+        if self.dense and self._factor is None:
+            self._factorize()
+
+    @property
+    def local(self) -> bool:
+        """Whether a call needs no curvature product (hence no collective): gradient dot
+        products, or the dense path once :meth:`prepare` has factorized."""
+        return not self.method.uses_curvature or (self.dense and self._factor is not None)
+
     def summary(self) -> dict[str, Any]:
         """Cost and convergence of the solves so far (JSON-ready)."""
         unconverged = sum(not d.converged for d in self.diagnostics)

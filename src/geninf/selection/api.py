@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import as_batches
+from ..distributed import broadcast_int
 from ..errors import DataError, InputError, SubsetError
 from ..functional import FunctionalModel, check_model_deterministic
 from ..params.subset import ParameterSubset
@@ -123,8 +124,8 @@ def select_with_summary(
     groups = layer_groups(model)
     ratio = _check_options(crit, ratio, seed, max_examples, names, modules)
     generator = torch.Generator()
-    if seed is None:
-        generator.seed()
+    if seed is None:  # one fresh seed, rank 0's under torch.distributed: one subset everywhere
+        generator.manual_seed(broadcast_int(int(generator.seed()) % 2**63))
     else:
         generator.manual_seed(int(seed))
     num_examples = 0

@@ -14,6 +14,10 @@ over the batch's examples and positions, and its gradient statistic is
 n · Σ ∂L/∂output / positions (the mean per-example ∂ℓ/∂output). Batches are averaged with
 weights n. Parameter gradients (element rule, embeddings, attention in-projection) are averaged
 the same way.
+
+Under ``torch.distributed`` each rank takes every W-th batch (after the ``max_examples`` cut,
+which is decided on the global batch order) and the weighted sums are all-reduced once at the
+end, so every rank ranks the same statistics and selects the same subset.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data import Batches
+from ..data import Batches, to_device
+from ..distributed import all_reduce_sum, world
 from ..errors import DataError, NonFiniteError, ObjectiveError
 from ..functional import FunctionalModel
 from ..objective import check_loss
@@ -260,10 +265,62 @@ def collect_scores(
     finally:
         for h in handles:
             h.remove()
+    total = _reduce_over_ranks(fm, collectors, grad_sums, total)
     if total == 0:
         raise DataError("data holds no example; pass the examples being removed or changed")
     mean_grads = {name: g / total for name, g in grad_sums.items()}
     return _assemble(groups, collectors, params, mean_grads, gradients), total
+
+
+def _reduce_over_ranks(
+    fm: FunctionalModel, collectors: dict, grad_sums: dict[str, Tensor], total: int
+) -> int:
+    """Sum every rank's weighted statistics in place; return the global number of examples.
+
+    A rank may have seen no batch (or a layer may not have fired on it), so each sum travels
+    with its example count and absent sums count as zeros. One process: nothing happens.
+    """
+    if world()[1] == 1:
+        return total
+    acc = _acc_dtype(fm.device)
+    order = list(collectors.items())
+    counts = torch.tensor([total] + [c.examples for _, c in order], dtype=acc, device=fm.device)
+    names = list(fm.layout.names)
+    shape_of = dict(zip(names, fm.layout.shapes, strict=True))
+    present = torch.tensor([n in grad_sums for n in names], dtype=acc, device=fm.device)
+    counts = all_reduce_sum(torch.cat([counts, present]))
+    total = int(counts[0].item())
+    present = counts[1 + len(order) :]
+    for (_, c), k in zip(order, counts[1 : 1 + len(order)].tolist(), strict=True):
+        c.examples = int(k)
+    parts: list[Tensor] = []
+    shapes: list[tuple[str, Any, torch.Size]] = []
+    for _, c in order:
+        t = c.total
+        if t is None:
+            t = torch.zeros(c.group.num_units, dtype=acc, device=fm.device)
+        shapes.append(("c", c, t.shape))
+        parts.append(t.reshape(-1).to(acc))
+    for n, flag in zip(names, present.tolist(), strict=True):
+        if flag > 0:
+            g = grad_sums.get(n)
+            if g is None:
+                g = torch.zeros(shape_of[n], dtype=acc, device=fm.device)
+            shapes.append(("g", n, g.shape))
+            parts.append(g.reshape(-1).to(acc))
+    if not parts:
+        return total
+    flat = all_reduce_sum(torch.cat(parts))
+    offset = 0
+    for kind, key, shape in shapes:
+        k = shape.numel()
+        value = flat[offset : offset + k].reshape(shape)
+        offset += k
+        if kind == "c":
+            key.total = value if key.examples > 0 else None
+        else:
+            grad_sums[key] = value
+    return total
 
 
 def _prepare(group: LayerGroup, gradients: bool) -> LayerGroup:
@@ -301,9 +358,12 @@ def _gradients(loss: Tensor, collectors: dict, static: set[str], leaves: dict[st
 
 
 def _limited(fm: FunctionalModel, data: Batches, max_examples: int | None) -> Iterator:
-    """Batches on the model's device, cut after the first ``max_examples`` examples."""
+    """This rank's batches on the model's device, cut after the first ``max_examples`` examples
+    of the whole data (every batch but the cut one is counted where it lies)."""
+    rank, size = world()
     seen = 0
-    for batch, n in fm.iter_weighted(data):
+    for i, batch in enumerate(data):
+        n = int(fm.objective.num_examples(batch))
         if max_examples is not None and seen + n > max_examples:
             k = max_examples - seen
             batch = _head(batch, k, n)
@@ -313,8 +373,8 @@ def _limited(fm: FunctionalModel, data: Batches, max_examples: int | None) -> It
                     "examples; pass max_examples=None or sub-sample the data yourself"
                 )
             n = k
-        if n > 0:
-            yield batch, n
+        if n > 0 and i % size == rank:
+            yield to_device(batch, fm.device), n
         seen += n
         if max_examples is not None and seen >= max_examples:
             return
