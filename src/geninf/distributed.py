@@ -7,6 +7,22 @@ of the W ranks, and the example-weighted sums and the example counts are all-red
 then holds the same result, so the solvers run identically on all of them. Without a process
 group (or with one rank) nothing changes.
 
+What is sharded, and how:
+
+- gradients, losses, Hessian and Gauss–Newton products (:mod:`geninf.functional`,
+  :mod:`geninf.linalg`): batch shares, then one all-reduce per pass or product;
+- selection statistics (:func:`geninf.select`): batch shares (the ``max_examples`` cut is taken on
+  the global batch order), the weighted per-unit sums all-reduced once; a fresh seed
+  (``seed=None``) is rank 0's, so every rank selects the same subset;
+- scoring (:func:`geninf.score`, :func:`geninf.self_influence`): every rank solves for the same
+  query vectors (the products inside are sharded), each rank computes the per-example gradients
+  of its training batches and fills their columns, and the blocks are summed over ranks. Only rank
+  0 writes an ``out`` file.
+
+Use it with ``torchrun --nproc_per_node N -m geninf …``, or call the library inside your own
+process group (``dist.init_process_group(...)`` first; every rank passes the same data in the
+same batch order).
+
 Backends: ``gloo`` on the CPU, ``nccl`` on GPUs (chosen by :func:`init_from_env`).
 """
 
