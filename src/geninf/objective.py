@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .data import num_examples_default
-from .errors import ObjectiveError
+from .errors import DataError, ObjectiveError
 
 __all__ = ["Forward", "Objective", "SupervisedObjective", "as_objective"]
 
@@ -108,13 +108,48 @@ class SupervisedObjective(Objective):
         )
 
     def outputs(self, forward: Forward, batch: Any) -> Tensor:
+        """The model's outputs for the inputs of ``batch``.
+
+        Raises:
+            DataError: the inputs do not fit the model (a floating dtype other than the
+                parameters', a wrong number of features or channels...).
+        """
         inputs, _ = self.split(batch)
-        return forward(inputs)
+        try:
+            return forward(inputs)
+        except RuntimeError as exc:
+            if not _is_data_mismatch(exc):
+                raise
+            hint = _dtype_hint(inputs, forward.params)
+            raise ModelInputError(
+                f"the model cannot take the inputs ({_describe(inputs)}): {_first_line(exc)}; "
+                + (hint or "check that the data matches the model (features, channels, size)")
+            ) from exc
 
     def output_loss(self, outputs: Tensor, batch: Any) -> Tensor:
-        """Mean loss of the model outputs for this batch (without the regularizer)."""
+        """Mean loss of the model outputs for this batch (without the regularizer).
+
+        Raises:
+            DataError: the targets do not fit the loss (class indices out of range, a float
+                dtype where cross-entropy needs class indices, a wrong shape).
+        """
         _, targets = self.split(batch)
-        return self.loss_fn(outputs, targets)
+        if _is_cross_entropy(self.loss_fn):
+            _check_class_targets(outputs, targets, getattr(self.loss_fn, "ignore_index", -100))
+        try:
+            return self.loss_fn(outputs, targets)
+        except IndexError as exc:  # cross-entropy: "Target 7 is out of bounds."
+            raise ModelInputError(
+                f"targets do not fit outputs with {_classes(outputs)} classes: "
+                f"{_first_line(exc)}; class targets must be integers in [0, C - 1]"
+            ) from exc
+        except RuntimeError as exc:
+            if not _is_data_mismatch(exc):
+                raise
+            raise ModelInputError(
+                f"the loss function cannot take outputs of shape {tuple(outputs.shape)} and "
+                f"targets ({_describe(targets)}): {_first_line(exc)}"
+            ) from exc
 
     def regularizer(self, params: Mapping[str, Tensor]) -> Tensor | float:
         if self.weight_decay == 0.0:
@@ -164,6 +199,88 @@ class _DuckObjective(Objective):
         if hasattr(self.inner, "num_examples"):
             return int(self.inner.num_examples(batch))
         return num_examples_default(batch)
+
+
+class ModelInputError(DataError, RuntimeError):
+    """A batch does not fit the model or the loss (shape, dtype, class range).
+
+    A :class:`~geninf.errors.DataError`; also a ``RuntimeError`` so that code which falls back
+    to a slower path when a ``torch.func`` transform raises (per-example gradients, Hessian
+    columns) still does, and then meets the same error outside the transform.
+    """
+
+
+def _is_cross_entropy(fn: Any) -> bool:
+    return fn is F.cross_entropy or isinstance(fn, torch.nn.CrossEntropyLoss)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"shape {tuple(value.shape)}, dtype {str(value.dtype).replace('torch.', '')}"
+    return type(value).__name__
+
+
+def _classes(outputs: Any) -> str:
+    return str(outputs.shape[-1]) if isinstance(outputs, Tensor) and outputs.dim() else "?"
+
+
+def _is_data_mismatch(exc: RuntimeError) -> bool:
+    """True for a torch error about the data (shape, dtype, size) — not for out-of-memory or
+    the ``torch.func`` limitations that callers catch to fall back (ZeroTensor, vmap)."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError | ModelInputError):
+        return False
+    text = str(exc)
+    return not any(k in text for k in ("ZeroTensor", "vmap", "out of memory", "CUDA error"))
+
+
+def _is_plain(t: Tensor) -> bool:
+    """False for a tensor wrapped by a ``torch.func`` transform (e.g. batched by ``vmap``), whose
+    values cannot be inspected with Python control flow."""
+    try:
+        return not torch._C._functorch.is_functorch_wrapped_tensor(t)
+    except (AttributeError, RuntimeError):  # pragma: no cover - other torch versions
+        return False
+
+
+def _dtype_hint(inputs: Any, params: Mapping[str, Tensor]) -> str:
+    """What to do when a failed forward pass got inputs of another dtype than the parameters."""
+    dtypes = {p.dtype for p in params.values() if p.is_floating_point()}
+    if not isinstance(inputs, Tensor) or len(dtypes) != 1 or inputs.dtype in dtypes:
+        return ""
+    want = str(next(iter(dtypes))).replace("torch.", "")
+    return f"the model's parameters are {want}: convert the inputs with .to(torch.{want})"
+
+
+def _check_class_targets(outputs: Any, targets: Any, ignore_index: int = -100) -> None:
+    """Class-index targets of cross-entropy: integers in [0, C) (-100, the ignore index, too)."""
+    if not isinstance(targets, Tensor) or not isinstance(outputs, Tensor) or outputs.dim() < 1:
+        return
+    if targets.is_floating_point() and targets.shape == outputs.shape:
+        return  # class probabilities
+    if targets.is_floating_point() or targets.dtype == torch.bool:
+        raise DataError(
+            f"cross-entropy needs class indices (an integer tensor), got targets of "
+            f"{_describe(targets)}; convert them with .long()"
+        )
+    if targets.numel() == 0 or not _is_plain(targets):
+        return
+    classes = int(outputs.shape[1] if outputs.dim() > 1 else outputs.shape[0])
+    try:
+        lo, hi = torch.aminmax(torch.where(targets == ignore_index, 0, targets))
+        low, high = int(lo), int(hi)
+    except RuntimeError:  # a tracing tensor (torch.func.linearize, make_fx): no values to read
+        return
+    if low < 0 or high >= classes:
+        bad = low if low < 0 else high
+        raise DataError(
+            f"target {bad} is not a class of a model with {classes} outputs; class targets "
+            f"must be integers in [0, {classes - 1}]"
+        )
 
 
 def check_loss(value: Any, where: str) -> Tensor:

@@ -8,6 +8,8 @@ results as JSON with ``--json``) and maps errors to exit codes:
   3 numerical failure; 130 interrupted (nothing written); 1 an internal error (a bug).
 
 Errors are one line on stderr (``geninf: error: ...``); ``--debug`` shows the traceback.
+``--config FILE`` (every subcommand) reads options from a JSON or TOML file; the command line
+overrides it (:mod:`geninf.cli.config`).
 Under ``torchrun`` every rank computes and only rank 0 writes and prints.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +27,7 @@ from typing import Any
 from ..distributed import init_from_env, is_main_process
 from ..errors import GenInfError, InputError, NumericalError
 from ..report.document import markdown_table
+from .config import expand_config
 from .parser import build_parser
 
 __all__ = ["build_parser", "main"]
@@ -76,6 +80,26 @@ def _call(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     return job(**kwargs)
 
 
+def _nothing_written(args: argparse.Namespace) -> str:
+    """What an interrupted or failed command left behind, for its one-line message."""
+    if args.command == "report":
+        return "no file was left half-written (each is its previous or its new version)"
+    return "no output was written"
+
+
+def _public_path(filename: Any) -> str:
+    """A path as the user knows it: ``DIR/.OUT.staging-XXXX/f`` (a run being written, see
+    :class:`~geninf.report.RunDir`) becomes ``DIR/OUT/f``."""
+    return re.sub(r"(^|/)\.([^/]+)\.staging-[^/]+", r"\1\2", str(filename))
+
+
+def _internal(exc: BaseException) -> str:
+    return (
+        f"internal error: {type(exc).__name__}: {_one_line(exc)} "
+        "(rerun with --debug for the traceback)"
+    )
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
@@ -121,9 +145,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        full = expand_config(parser, argv)  # --config FILE: its options, then the command line
+        args = parser.parse_args(full)
     except SystemExit as exc:  # --help / --version (0) or a usage error (2, already printed)
         return exc.code if isinstance(exc.code, int) else 0
+    except InputError as exc:  # a bad --config file
+        if "--debug" in argv:
+            raise
+        print(f"geninf: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug in reading the options
+        if "--debug" in argv:
+            raise
+        print(f"geninf: {_internal(exc)}", file=sys.stderr)
+        return 1
     if args.command is None:
         parser.print_help()
         return 2
@@ -141,22 +176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
-        print("geninf: interrupted; no output was written", file=sys.stderr)
+        print(f"geninf: interrupted; {_nothing_written(args)}", file=sys.stderr)
         return 130
     except OSError as exc:
         if debug:
             raise
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"geninf: error: {exc.strerror or _one_line(exc)}{where}", file=sys.stderr)
+        where = f" ({_public_path(exc.filename)})" if getattr(exc, "filename", None) else ""
+        print(
+            f"geninf: error: {exc.strerror or _one_line(exc)}{where}; {_nothing_written(args)}",
+            file=sys.stderr,
+        )
         return 2
     except Exception as exc:  # a bug: say so in one line, traceback with --debug
         if debug:
             raise
-        print(
-            f"geninf: internal error: {type(exc).__name__}: {_one_line(exc)} "
-            "(rerun with --debug for the traceback)",
-            file=sys.stderr,
-        )
+        print(f"geninf: {_internal(exc)}", file=sys.stderr)
         return 1
     if not is_main_process():
         return 0

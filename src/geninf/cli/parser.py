@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any, NoReturn
 
@@ -69,7 +70,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help='read options from a .json or .toml file of {"option-name": value, ...}; options '
+        "given on the command line override it (see docs/cli.md)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print the results (results.json) as JSON")
     g.add_argument("--quiet", action="store_true", help="no progress bars or warnings")
@@ -174,8 +201,12 @@ def _add_train(sub: Any) -> None:
     g.add_argument("--epochs", type=_positive_int, default=10, help="default 10")
     g.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1)")
     g.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
-    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="L2 coefficient (1e-4)")
+    g.add_argument(
+        "--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)"
+    )
+    g.add_argument(
+        "--weight-decay", type=_nonnegative_float, default=1e-4, help="L2 coefficient (1e-4)"
+    )
     g.add_argument("--data-seed", type=int, default=0, help="seed of the data split (default 0)")
     g.add_argument("--normalize", action="store_true", help="standardize inputs per channel")
     g.add_argument(

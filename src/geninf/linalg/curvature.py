@@ -130,7 +130,7 @@ class CurvatureOperator(LinearOperator):
         all_reduce_sum(acc)  # sums over ranks when data is sharded (geninf.distributed)
         self._num_examples = int(acc[-1])
         out = acc[:-1] / acc[-1]
-        _check_finite(out, type(self).__name__)
+        _check_finite(out, type(self).__name__, self._count)
         return out
 
     def batch_matvec(self, v: Tensor, index: int) -> Tensor:
@@ -142,7 +142,7 @@ class CurvatureOperator(LinearOperator):
         self._count += 1
         vd = self.fmodel.params_from_flat(v.to(self.dtype))
         out = self._flatten(self._batch_product(index, self._batch_list[index], vd))
-        _check_finite(out, type(self).__name__)
+        _check_finite(out, type(self).__name__, self._count)
         return out
 
     def _flatten(self, parts: ParamDict) -> Tensor:
@@ -327,9 +327,9 @@ def _uses_mse(objective: Any) -> bool:
     return getattr(objective, "loss_fn", None) in (F.mse_loss, torch.nn.MSELoss)
 
 
-def _check_finite(out: Tensor, who: str) -> None:
+def _check_finite(out: Tensor, who: str, count: int) -> None:
     if not torch.isfinite(out).all():
         raise NonFiniteError(
-            f"{who}: a curvature product contains NaN/inf; check the data and the model for "
-            "non-finite values (the loss may overflow)"
+            f"{who}: curvature product {count} contains NaN/inf; check the data and the model "
+            "for non-finite values (the loss may overflow)"
         )

@@ -89,7 +89,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any] | N
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise InputError(
-            f"checkpoint {path} is truncated or not a safetensors file ({exc})"
+            f"checkpoint {path} is truncated or not a safetensors file ({_brief(exc)})"
         ) from None
     info = None
     if "geninf" in meta:
@@ -104,19 +104,52 @@ def _read_pt(path: Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported pickle"
+        detail = _unpickler_detail(exc)
+        if "global" in detail.lower():
+            raise InputError(
+                f"refused to load {path}: unpickling it would call {_global_name(detail)}, so "
+                "loading it could run code; save model.state_dict() or use .safetensors"
+            ) from None
         raise InputError(
-            f"refused to load {path}: it is not a plain state dict and loading it could run code "
-            f"({first[:120]}); save model.state_dict() or use .safetensors"
+            f"refused to load {path}: it is not a plain tensor pickle ({detail}); the file is "
+            "corrupt or holds objects whose loading could run code: save model.state_dict() or "
+            "use .safetensors"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise InputError(f"checkpoint {path} is truncated or not a torch file ({exc})") from None
+        raise InputError(
+            f"checkpoint {path} is truncated or not a torch file ({_brief(exc)})"
+        ) from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise InputError(f"{path} does not hold a state dict (a dict of tensors)")
     return obj
+
+
+def _brief(exc: BaseException, limit: int = 120) -> str:
+    """The first line of an error message, cut to ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _unpickler_detail(exc: BaseException) -> str:
+    """What torch's weights-only unpickler objected to, e.g. ``Unsupported global: GLOBAL
+    io.open was not an allowed global by default`` or ``Unsupported operand 220``."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return _brief(lines[0] if lines else "unsupported pickle", 100)
+
+
+def _global_name(detail: str) -> str:
+    """``io.open`` from ``Unsupported global: GLOBAL io.open was not an allowed global...``."""
+    words = detail.replace(":", " ").split()
+    if "GLOBAL" in words and words.index("GLOBAL") + 1 < len(words):
+        return words[words.index("GLOBAL") + 1]
+    return "a Python callable"
 
 
 def _load_into(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:

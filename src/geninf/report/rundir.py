@@ -14,6 +14,7 @@ through :func:`atomic_write`: a temporary file in the same directory and ``os.re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -40,7 +41,9 @@ PathLike = str | os.PathLike[str]
 def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``.
 
-    The temporary file is removed if ``write`` fails; ``path`` is then unchanged.
+    The temporary file is removed if ``write`` fails (an error, a full disk, Ctrl-C); ``path``
+    is then unchanged. An :class:`OSError` of the temporary file is raised again naming ``path``
+    (the temporary name means nothing to the user).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,11 +53,20 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
         write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        if exc.errno is not None and exc.filename in (None, tmp):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _discard(tmp)
         raise
     return path
+
+
+def _discard(tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
@@ -181,9 +193,13 @@ class RunDir:
             os.chmod(staging, 0o755)  # mkdtemp makes it private; a run directory is not
             return staging
         except OSError as exc:
-            raise InputError(
-                f"cannot create the output directory {self.path}: {exc.strerror or exc}"
-            ) from None
+            blocker = next((a for a in self.path.parents if a.exists()), None)
+            reason = (
+                f"{blocker} is a file, not a directory"
+                if blocker is not None and not blocker.is_dir()
+                else exc.strerror or str(exc)
+            )
+            raise InputError(f"cannot create the output directory {self.path}: {reason}") from None
 
     # ------------------------------------------------------------------------------ writing
     def file(self, name: str) -> Path:

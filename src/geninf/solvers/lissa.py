@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import InputError, SolverDivergenceError
+from ..errors import InputError, NonFiniteError, SolverDivergenceError
 from ..linalg.base import LinearOperator
 from .base import Monitor, Solver, check_float, check_int, norm
 
@@ -58,6 +58,7 @@ class LiSSASolver(Solver):
 
     Raises:
         SolverDivergenceError: h became NaN/inf or ``‖h‖ > 1e8 · ‖b‖ · depth``.
+        NonFiniteError: a product ``A h`` of a finite, bounded h contains NaN/inf.
         InputError: rectangular A; ``stochastic=True`` on an operator without batches.
     """
 
@@ -108,6 +109,11 @@ class LiSSASolver(Solver):
                     Ah = A.batch_matvec(h, indices[j - 1])  # type: ignore[attr-defined]
                 else:
                     Ah = A.matvec(h)
+                if not bool(torch.isfinite(Ah).all()):  # h is finite and bounded here
+                    raise NonFiniteError(
+                        f"lissa: the operator returned NaN/inf at step {j} (repeat {rep}) for a "
+                        "finite input; check the data and the model for non-finite values"
+                    )
                 h_new = b + (1.0 - self.damping) * h - Ah / self.scale
                 h_norm, step = norm(h_new), norm(h_new - h)
                 iterations += 1
