@@ -8,7 +8,7 @@ EXTRAS      ?= test,data
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.geninf-installed
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+
+# the benchmark suite (hours on 2 cores); JSON and summary.json under benchmarks/results
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py

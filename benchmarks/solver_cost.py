@@ -1,6 +1,6 @@
 """Hessian-vector products each solver needs to reach a relative residual, on trained models.
 
-    python benchmarks/solver_cost.py [--out FILE.json] [--quick] [--models mlp,cnn]
+    python benchmarks/solver_cost.py [--out FILE.json] [--quick] [--models mlp,cnn] [--epochs N]
 
 Problem: GIF for removing one class (class 8) — min ‖H_R[:,J] x − g_U‖ with H_R the Hessian over
 retained training examples, g_U the mean gradient of the removed ones, J a seeded random 5% of
@@ -126,6 +126,9 @@ def main() -> None:
         default="float64",
         help="float64 (default) so that 1e-6 is above the rounding floor",
     )
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="training epochs (default 30 MLP, 5 CNN)"
+    )
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     settings = {
@@ -151,6 +154,8 @@ def main() -> None:
         ):
             if value:
                 cap[key_] = value
+        if args.epochs is not None:
+            cfg = (*cfg[:3], args.epochs, *cfg[4:])
         name, *rest = setting(*cfg, dtype)
         caps[name] = cap
         results.update([run(name, *rest, cap)])
