@@ -3,8 +3,8 @@ selection and data scoring.
 
     python benchmarks/ranks.py [--out FILE.json] [--examples 1000] [--repeats 3]
 
-The small CNN on 1,000 embedded MNIST images, batch 250. One process with 2 threads is compared
-with 2 ranks of 1 thread each (the data sharded by batch, results all-reduced). Each task runs in
+The small CNN on 1,000 embedded MNIST images, batch 250. One process with 2 threads (and with 1
+thread) is compared with 2 ranks of 1 thread each (the data sharded by batch, results all-reduced). Each task runs in
 float64 for the correctness check (relative difference to the one-process result) and in float32
 for the timing (best of ``--repeats``):
 
@@ -94,6 +94,8 @@ def main() -> None:
     torch.set_num_threads(2)
     ref = _run(torch.float64, args.examples, 0)
     one = _run(torch.float32, args.examples, args.repeats)
+    torch.set_num_threads(1)
+    single = _run(torch.float32, args.examples, args.repeats)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -106,9 +108,11 @@ def main() -> None:
     for name in TASKS:
         t1, t2 = one[name][1], float(got[f"{name}_seconds"])
         results[name] = {
+            "one_process_1_thread_seconds": round(single[name][1], 4),
             "one_process_2_threads_seconds": round(t1, 4),
             "two_ranks_1_thread_seconds": round(t2, 4),
             "speedup": round(t1 / t2, 2),
+            "speedup_over_1_thread": round(single[name][1] / t2, 2),
             "relative_difference_float64": _difference(got[f"{name}64"], ref[name][0]),
         }
     emit(

@@ -19,10 +19,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import math
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 from typing import Any
 
@@ -42,6 +44,25 @@ __all__ = [
     "build_model",
     "num_parameters",
 ]
+
+
+#: The seeds ``torch.Generator.manual_seed`` accepts (a negative seed s stands for 2**64 + s).
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` as an ``int`` if it is an integer that torch accepts as a seed.
+
+    Raises:
+        InputError: ``seed`` is not an integer (a bool is not one) or lies outside
+            :data:`SEED_RANGE` (``torch.Generator.manual_seed`` would overflow).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InputError(f"{name} must be an integer, got {seed!r}")
+    lo, hi = SEED_RANGE
+    if not lo <= int(seed) <= hi:
+        raise InputError(f"{name} must be an integer in [{lo}, {hi}] (a torch seed), got {seed}")
+    return int(seed)
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -305,10 +326,13 @@ def _resolve_factory(spec: str) -> Callable[..., Any]:
 
 def _call_factory(factory: Callable[..., Any], spec: str, kwargs: dict[str, Any]) -> nn.Module:
     try:
-        params = inspect.signature(factory).parameters
-        accepts_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        signature: inspect.Signature | None = inspect.signature(factory)
     except (TypeError, ValueError):  # builtins without a signature
-        params, accepts_all = {}, True  # type: ignore[assignment]
+        signature = None
+    params = signature.parameters if signature is not None else {}
+    accepts_all = signature is None or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
     given = {k: v for k, v in kwargs.items() if accepts_all or k in params}
     needed = set(kwargs) - {"input_shape", "num_classes", "width"}
     if kwargs.get("width", 1.0) != 1.0:
@@ -318,6 +342,14 @@ def _call_factory(factory: Callable[..., Any], spec: str, kwargs: dict[str, Any]
             f"model factory {spec!r} does not accept {sorted(needed - set(given))}; "
             f"its parameters are {list(params)}"
         )
+    if signature is not None:
+        try:  # a factory that needs more than these keywords is bad input, not a crash
+            signature.bind(**given)
+        except TypeError as exc:
+            raise InputError(
+                f"model factory {spec!r} cannot be called with {sorted(given)}: {exc}; it must "
+                "build a model from input_shape, num_classes and width (or fewer) keywords"
+            ) from None
     model = factory(**given)
     if not isinstance(model, nn.Module):
         raise InputError(
@@ -352,10 +384,15 @@ def build_model(
         The model on the CPU, in training mode.
 
     Raises:
-        InputError: Unknown name, a factory that cannot be imported or called, or bad sizes.
+        InputError: Unknown name, a factory that cannot be imported or called, bad sizes, a
+            width that is not a finite positive number or too large to fit in memory, or a seed
+            outside torch's range.
     """
-    if not width > 0:
-        raise InputError(f"width must be positive, got {width}")
+    if isinstance(width, bool) or not isinstance(width, numbers.Real):
+        raise InputError(f"width must be a positive number, got {width!r}")
+    if not (math.isfinite(width) and width > 0):
+        raise InputError(f"width must be a finite number > 0, got {width}")
+    seed = check_seed(seed)
     if int(num_classes) < 1:
         raise InputError(f"num_classes must be positive, got {num_classes}")
     kwargs = {
@@ -374,8 +411,8 @@ def build_model(
             raise InputError(
                 f"unknown model {name!r}; expected one of {valid} or 'package.module:factory'"
             ) from None
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(int(seed))
+    with torch.random.fork_rng(devices=[]), _explain_out_of_memory(name, width):
+        torch.default_generator.manual_seed(seed)
         if ":" in name:
             return _call_factory(factory, name, kwargs)
         try:
@@ -384,6 +421,25 @@ def build_model(
             raise InputError(
                 f"cannot build {name!r} with options {sorted(options)}: {exc}"
             ) from exc
+
+
+@contextlib.contextmanager
+def _explain_out_of_memory(name: str, width: float) -> Iterator[None]:
+    """Turn a failed allocation of the model's weights (a width far too large) into an
+    :class:`InputError`."""
+    try:
+        yield
+    except MemoryError:
+        raise InputError(
+            f"not enough memory to build {name!r} at width {width:g}; use a smaller width"
+        ) from None
+    except RuntimeError as exc:
+        if "allocate" not in str(exc):
+            raise
+        raise InputError(
+            f"not enough memory to build {name!r} at width {width:g}; use a smaller width "
+            f"({' '.join(str(exc).split())[:200]})"
+        ) from None
 
 
 def num_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import platform
 import tempfile
@@ -36,6 +38,7 @@ from tqdm import tqdm
 
 from ..errors import DataError, InputError, NonFiniteError
 from .datasets import Splits
+from .models import check_seed
 
 __all__ = ["CachedModel", "TrainResult", "evaluate", "train_cached", "train_model"]
 
@@ -147,10 +150,15 @@ def train_model(
         device: Where to train; the model is moved there. ``None``: where its parameters are.
 
     Raises:
+        InputError: ``epochs`` < 0, ``batch_size`` < 1, ``lr`` or ``weight_decay`` not a finite
+            number >= 0, a seed outside torch's range, or a model without trainable parameters.
         NonFiniteError: The training loss became NaN or infinite.
     """
     if int(epochs) < 0 or int(batch_size) < 1:
         raise InputError(f"epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+    _check_rate("lr", lr)
+    _check_rate("weight_decay", weight_decay)
+    seed = check_seed(seed)
     validation = None
     if isinstance(splits_or_data, Splits):
         inputs, targets = _as_tensors(splits_or_data.train, "training data")
@@ -158,18 +166,25 @@ def train_model(
             validation = splits_or_data.validation
     else:
         inputs, targets = _as_tensors(splits_or_data, "training data")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise InputError(
+            f"the model ({type(model).__name__}) has no trainable parameters; there is nothing "
+            "to train"
+        )
     device = torch.device(device) if device is not None else _model_device(model)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    order = torch.Generator().manual_seed(int(seed))
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay
+    )
+    order = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     rng_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices):
-        torch.default_generator.manual_seed(int(seed))
+        torch.default_generator.manual_seed(seed)
         if device.type == "cuda":
             with torch.cuda.device(device):
-                torch.cuda.manual_seed(int(seed))
+                torch.cuda.manual_seed(seed)
         bar = tqdm(range(int(epochs)), desc="train", disable=not progress, leave=False)
         for epoch in bar:
             record = _train_epoch(model, optimizer, inputs, targets, batch_size, order, device)
@@ -182,6 +197,14 @@ def train_model(
             bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
     model.eval()
     return TrainResult(model=model, history=history, wall_time=time.perf_counter() - start)
+
+
+def _check_rate(name: str, value: Any) -> None:
+    """Refuse a learning rate or weight decay that Adam would reject (negative, NaN) or that would
+    make every step NaN (infinite), with an InputError instead of Adam's ValueError."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value >= 0):
+        raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def _train_epoch(

@@ -23,6 +23,9 @@ from .summary import LayerSelection, SelectionSummary
 
 __all__ = ["select", "select_with_summary"]
 
+# the seeds torch.Generator.manual_seed accepts (a negative seed s stands for 2**64 + s)
+_SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
+
 
 def select(
     model: nn.Module,
@@ -74,7 +77,8 @@ def select(
         the per-layer account.
 
     Raises:
-        InputError: bad ``ratio``/``seed``/``max_examples``, an unknown criterion, ``names`` or
+        InputError: bad ``ratio``/``seed`` (not an int, or outside torch's seed range
+            [-2**63, 2**64 - 1])/``max_examples``, an unknown criterion, ``names`` or
             ``modules`` missing or given to another criterion.
         DataError: ``data`` missing or empty for a ranking criterion.
         DeterminismError: a ranking criterion on a model in train mode with dropout/batch norm.
@@ -251,6 +255,10 @@ def _check_options(crit, ratio, seed, max_examples, names, modules) -> float | N
         ratio = _check_ratio(ratio, crit)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise InputError(f"seed must be an int or None, got {seed!r}")
+    if seed is not None and not _SEED_MIN <= int(seed) <= _SEED_MAX:
+        raise InputError(
+            f"seed must be an int in [{_SEED_MIN}, {_SEED_MAX}] (a torch seed) or None, got {seed}"
+        )
     if max_examples is not None and (
         isinstance(max_examples, bool)
         or not isinstance(max_examples, numbers.Integral)
