@@ -471,7 +471,7 @@ def _(ctx: Ctx) -> list[str]:
     return [*argv, "--out", str(ctx.out), *FAST]
 
 
-@row("E49", 2, "give distinct indices in [0, 99] of the test split")
+@row("E49", 2, "query index 999 is out of range: the test split has 100 examples")
 def _(ctx: Ctx) -> list[str]:
     argv = ["score", "--checkpoint", str(ctx.trained), "--queries", "test:0-999"]
     return [*argv, "--out", str(ctx.out), *FAST]

@@ -95,6 +95,17 @@ def test_remove_class_with_retrain(trained, tmp_path, capsys):
     assert ckpt.info["edits"][-1]["target"] == "class:8"
 
 
+def test_the_same_remove_twice_gives_byte_identical_model_files(trained, tmp_path):
+    """No timestamp in the model file's metadata (config.json has the time of the run)."""
+    argv = ["remove", "--checkpoint", str(trained), "--forget", "class:3", *FAST]
+    blobs = []
+    for name in ("a", "b"):
+        assert main([*argv, "--out", str(tmp_path / name)]) == 0
+        blobs.append((tmp_path / name / "model.safetensors").read_bytes())
+        assert "created" in json.loads((tmp_path / name / "config.json").read_text())
+    assert blobs[0] == blobs[1]
+
+
 def test_remove_indices_file_and_paper_needs_a_class(trained, tmp_path, capsys):
     idx = tmp_path / "forget.txt"
     idx.write_text("# first examples\n0, 1 2\n3\n")

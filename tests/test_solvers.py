@@ -16,7 +16,8 @@ from geninf.errors import (
     NonFiniteError,
     SolverDivergenceError,
 )
-from geninf.linalg import ColumnSubsetOperator, MatrixOperator
+from geninf.influence import influence
+from geninf.linalg import ColumnSubsetOperator, DampedOperator, MatrixOperator
 from geninf.params import ParameterLayout, ParameterSubset
 from geninf.solvers import (
     AutoSolver,
@@ -29,6 +30,8 @@ from geninf.solvers import (
     SolverName,
     get_solver,
 )
+
+from .conftest import make_problem
 
 F64 = torch.float64
 
@@ -272,6 +275,59 @@ def test_lissa_stochastic_uses_seeded_batches():
     assert rel_err(other.x, res.x) > 1e-6
     with pytest.raises(InputError, match="batch_matvec"):
         LiSSASolver(stochastic=True).solve(MatrixOperator(base), b)
+
+
+def test_damped_operator_batch_products_add_the_damping():
+    batches = [_sym(_vec(6, 50 + i), seed=60 + i) for i in range(3)]
+    A, v, lam = BatchedMatrixOperator(batches), _vec(6, 70), 0.3
+    damped = A.damped(lam)
+    assert isinstance(damped, DampedOperator) and damped.num_batches == 3
+    for i in range(3):
+        assert torch.equal(damped.batch_matvec(v, i), A.batch_matvec(v, i) + lam * v)
+    assert damped.num_products == A.num_products == 6
+    plain = MatrixOperator(batches[0]).damped(lam)
+    assert plain.num_batches is None
+    with pytest.raises(InputError, match="batch_matvec"):
+        plain.batch_matvec(v, 0)
+    with pytest.raises(InputError, match="batch_matvec"):  # lissa says so before any product
+        LiSSASolver(stochastic=True).solve(plain, v)
+
+
+def test_command_line_iteration_cap_per_solver():
+    """--max-iter is lissa's depth, every other iterative solver's max_iter; dense (no
+    iterations, no tolerance) ignores --max-iter and --tol. Each result builds its solver."""
+    from geninf.report.jobs.common import solver_options
+
+    assert solver_options("lissa", 7, 1e-3) == {"depth": 7, "tol": 1e-3}
+    assert solver_options("dense", 7, 1e-3) is None
+    assert solver_options("auto", None, None) is None
+    for name in ("auto", "cg", "lsmr", "neumann_normal"):
+        assert solver_options(name, 7, None) == {"max_iter": 7}
+    for name in SolverName:
+        get_solver(name.value, **(solver_options(name.value, 7, 1e-3) or {}))
+    assert get_solver("lissa", **solver_options("lissa", 7, None)).depth == 7
+
+
+@pytest.mark.filterwarnings("ignore::geninf.errors.ConvergenceWarning")  # a fixed depth
+def test_stochastic_lissa_with_damping_through_influence():
+    """influence(solver="lissa", damping=λ, stochastic=True) runs on single-batch products of
+    H + λI and lands near the dense solution (loosely: it is stochastic)."""
+    p, lam = make_problem("linreg"), 0.1
+    H = p.dense_hessian() + lam * torch.eye(p.flat_params().numel(), dtype=F64)
+    ref = torch.linalg.solve(H, p.dense_gradient())
+    opts = {"stochastic": True, "depth": 300, "repeats": 4, "scale": 20.0, "seed": 0}
+    res = influence(
+        p.model,
+        p.loss_fn,
+        p.train,
+        p.target,
+        method="original",
+        solver="lissa",
+        damping=lam,
+        batch_size=10,
+        solver_options=opts,
+    )
+    assert rel_err(res.delta, ref) < 0.2
 
 
 # ------------------------------------------------------------------------------------ neumann

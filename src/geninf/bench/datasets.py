@@ -35,6 +35,7 @@ from torch import Tensor
 
 from ..errors import DataError, InputError
 from . import datasets_files as files
+from .models import check_seed
 
 __all__ = ["DatasetName", "Splits", "load_dataset", "stratified_sample", "stratified_split"]
 
@@ -315,9 +316,10 @@ def load_dataset(
         The splits, float32 inputs and int64 targets, on the CPU.
 
     Raises:
-        InputError: Unknown spec or invalid option.
+        InputError: Unknown spec or invalid option (a seed outside torch's range too).
         DataError: The files are missing (the message says which to put where) or malformed.
     """
+    seed = check_seed(seed)
     name, path = _parse_spec(spec, root)
     raw = _EMBEDDED[name]() if path is None else _FROM_FILES[name](path)
     embedded = raw.test_images is None
@@ -335,7 +337,7 @@ def load_dataset(
     relabel = np.full(len(raw.class_names), -1, dtype=np.int64)
     relabel[list(keep)] = np.arange(len(keep))
 
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(seed)
     pool_x = raw.train_images[train_mask]
     pool_y = torch.from_numpy(relabel[raw.train_labels[train_mask]])
     if embedded:
@@ -372,5 +374,5 @@ def load_dataset(
         class_names=tuple(raw.class_names[c] for c in keep),
         original_labels=keep,
         normalization=stats,
-        seed=int(seed),
+        seed=seed,
     )

@@ -70,6 +70,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """An integer seed in torch's range (:func:`geninf.bench.models.check_seed`)."""
+    from ..bench.models import SEED_RANGE, check_seed  # imported when used: --help stays fast
+    from ..errors import InputError
+
+    try:
+        return check_seed(int(text))
+    except (ValueError, InputError):
+        lo, hi = SEED_RANGE
+        raise argparse.ArgumentTypeError(
+            f"expected an integer in [{lo}, {hi}] (a torch seed), got {text!r}"
+        ) from None
+
+
+def _threads(text: str) -> int:
+    """A thread count in ``[1, MAX_THREADS]`` (:func:`geninf.report.jobs.common.check_threads`)."""
+    from ..errors import InputError
+    from ..report.jobs.common import MAX_THREADS, check_threads
+
+    try:
+        return check_threads(int(text))
+    except (ValueError, InputError):
+        raise argparse.ArgumentTypeError(
+            f"expected a number of threads in [1, {MAX_THREADS}], got {text!r}"
+        ) from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -117,8 +144,8 @@ def _run_options(
         )
         g.add_argument("--force", action="store_true", help="replace --out if it exists")
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    g.add_argument("--threads", type=_positive_int, help="CPU threads (default: PyTorch's)")
-    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    g.add_argument("--threads", type=_threads, help="CPU threads, 1-4096 (default: PyTorch's)")
+    g.add_argument("--seed", type=_seed, default=0, help="seed of every random choice (default 0)")
     _output_options(p)
 
 
@@ -151,8 +178,13 @@ def _solver_options(p: argparse.ArgumentParser, methods: list[str], what: str) -
         help="fraction of each layer that may move (default 0.05)",
     )
     g.add_argument("--solver", default="auto", choices=SOLVERS, help="default auto")
-    g.add_argument("--max-iter", type=_positive_int, help="solver iteration cap")
-    g.add_argument("--tol", type=float, help="solver tolerance")
+    g.add_argument(
+        "--max-iter",
+        type=_positive_int,
+        help="solver iteration cap (lissa: its depth, the recursion steps; ignored by dense, "
+        "which has no iterations)",
+    )
+    g.add_argument("--tol", type=float, help="solver tolerance (ignored by dense)")
     g.add_argument("--damping", type=float, default=0.01, help="λ added to H (default 0.01)")
     g.add_argument("--batch-size", type=_positive_int, help="examples per gradient/HVP batch")
 
@@ -207,7 +239,7 @@ def _add_train(sub: Any) -> None:
     g.add_argument(
         "--weight-decay", type=_nonnegative_float, default=1e-4, help="L2 coefficient (1e-4)"
     )
-    g.add_argument("--data-seed", type=int, default=0, help="seed of the data split (default 0)")
+    g.add_argument("--data-seed", type=_seed, default=0, help="seed of the data split (default 0)")
     g.add_argument("--normalize", action="store_true", help="standardize inputs per channel")
     g.add_argument(
         "--flatten",
@@ -308,7 +340,7 @@ def _add_bench(sub: Any) -> None:
     )
     p.add_argument("--out", metavar="RUN_DIR", help="output (default runs/bench/EXPERIMENT)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--threads", type=_positive_int, help="CPU threads (default: PyTorch's)")
+    p.add_argument("--threads", type=_threads, help="CPU threads, 1-4096 (default: PyTorch's)")
     _output_options(p)
     p.set_defaults(command="bench")
 

@@ -80,7 +80,14 @@ def run_baseline(
     compute: ComputeUsed,
     score: ValidationScore | None = None,
 ) -> BaselineOutcome:
-    """Spend ``budget`` example gradients of (ascent or descent) steps on ``data``."""
+    """Spend ``budget`` example gradients of (ascent or descent) steps on ``data``.
+
+    Raises:
+        InputError: a model without trainable parameters, a seed outside torch's range, or a
+            budget smaller than one batch.
+    """
+    from ..bench.models import check_seed  # here: geninf.bench imports geninf.edit
+
     work = copy.deepcopy(model)
     forward = _ModuleForward(work)
     params = list(forward.params.values())
@@ -88,7 +95,7 @@ def run_baseline(
         raise InputError("the model has no trainable parameter to fine-tune")
     obj = as_objective(objective)
     optim = _optimizer(params, opts)
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(check_seed(seed))
     batches = training_batches(data, opts.train_batch_size, generator, "training data")
     interval = _checkpoint_interval(budget, opts) if score is not None else 0
     best: tuple[float, int, list[Tensor]] | None = None

@@ -163,6 +163,27 @@ class DampedOperator(_Wrapper):
     def _rmatvec(self, v: Tensor) -> Tensor:
         return self.base.rmatvec(v) + self.damping * v
 
+    @property
+    def num_batches(self) -> int | None:
+        """The base operator's number of batches (None when it has no batches)."""
+        return getattr(self.base, "num_batches", None)
+
+    def batch_matvec(self, v: Tensor, index: int) -> Tensor:
+        """(A_i + λI) v, A_i the base operator's product for batch ``index`` alone (what the
+        stochastic solvers use): damping is added to every batch, as to the full product.
+
+        Raises:
+            InputError: the base operator has no ``batch_matvec``, or ``v`` has the wrong shape.
+        """
+        batch_matvec = getattr(self.base, "batch_matvec", None)
+        if not callable(batch_matvec):
+            raise InputError(
+                f"{type(self.base).__name__} has no batch_matvec(v, index): its damped version "
+                "has no per-batch products either"
+            )
+        _check_vector(v, self.shape[1], type(self).__name__)
+        return batch_matvec(v, index) + self.damping * v
+
 
 class ColumnSubsetOperator(_Wrapper):
     """H_{:,J} (n × k) for a symmetric n × n operator H and a subset J."""

@@ -70,8 +70,15 @@ def _discard(tmp: str) -> None:
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    """Write ``text`` (UTF-8) to ``path`` atomically.
+
+    A lone surrogate in ``text`` (a path given as bytes that are not UTF-8, decoded by Python
+    with ``surrogateescape``) is written as its escape (``\\udce9``), so the file stays UTF-8.
+    """
+    return atomic_write(
+        path,
+        lambda tmp: Path(tmp).write_text(text, encoding="utf-8", errors="backslashreplace"),
+    )
 
 
 def dumps_json(obj: Any) -> str:
@@ -146,8 +153,8 @@ class RunDir:
         enabled: False makes every write a no-op (the other ranks under ``torchrun``).
 
     Raises:
-        InputError: the destination exists (without ``force``), is a file, holds an input, or
-            cannot be created.
+        InputError: the destination exists (without ``force``), is a file, holds an input,
+            cannot be created, or its name is not UTF-8 text (a report could not name it).
     """
 
     def __init__(
@@ -167,6 +174,14 @@ class RunDir:
             self.staging = self._make_staging()
 
     def _check(self, inputs: Iterable[PathLike | None]) -> None:
+        try:
+            str(self.path).encode("utf-8")
+        except UnicodeEncodeError:
+            shown = str(self.path).encode("utf-8", "backslashreplace").decode("utf-8")
+            raise InputError(
+                f"--out must be a path that can be written as UTF-8 text, and '{shown}' holds a "
+                "byte that is not UTF-8; choose another name"
+            ) from None
         out = self.path.resolve()
         for item in inputs:
             if item is None:

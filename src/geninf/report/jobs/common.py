@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import numbers
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from ...bench.datasets import Splits
 from ...bench.metrics import class_removal_metrics, distance_to_reference, per_class_histogram
 from ...bench.training import evaluate
 from ...edit.record import json_safe
+from ...errors import InputError
 from ..content import CAPTIONS, make_plots, write_report
 from ..gradcam import grad_cam, last_conv_layer
 from ..plots import matplotlib_available, plot_gradcam
@@ -23,21 +25,63 @@ from ..rundir import RunDir, versions
 from .inputs import ForgetSet
 
 __all__ = [
+    "MAX_THREADS",
     "base_config",
+    "check_threads",
     "collect_warnings",
     "edit_metrics",
     "finish",
     "gradcam_figure",
     "histograms",
     "set_threads",
+    "solver_options",
 ]
 
 
+#: The most CPU threads a run may ask for: more is a typo, and torch would start that many.
+MAX_THREADS = 4096
+
+
+def check_threads(threads: object, name: str = "threads") -> int:
+    """``threads`` as an ``int`` if it is an integer in ``[1, MAX_THREADS]``.
+
+    Raises:
+        InputError: not an integer (a bool is not one), or outside ``[1, MAX_THREADS]``.
+    """
+    ok = isinstance(threads, numbers.Integral) and not isinstance(threads, bool)
+    if not ok or not 1 <= int(threads) <= MAX_THREADS:  # type: ignore[arg-type]
+        raise InputError(f"{name} must be an integer in [1, {MAX_THREADS}], got {threads!r}")
+    return int(threads)  # type: ignore[arg-type]
+
+
 def set_threads(threads: int | None) -> int:
-    """Use ``threads`` CPU threads (None: leave PyTorch's choice); return the count in use."""
+    """Use ``threads`` CPU threads (None: leave PyTorch's choice); return the count in use.
+
+    Raises:
+        InputError: ``threads`` is not an integer in ``[1, MAX_THREADS]``.
+    """
     if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))
+        torch.set_num_threads(check_threads(threads))
     return torch.get_num_threads()
+
+
+def solver_options(
+    solver: str, max_iter: int | None = None, tol: float | None = None
+) -> dict[str, Any] | None:
+    """The solver options that ``--max-iter`` and ``--tol`` stand for with ``solver``.
+
+    ``--max-iter`` caps the iterations of cg, lsmr, neumann_normal and auto (their
+    ``max_iter``) and is LiSSA's ``depth`` (its number of recursion steps); the dense solver
+    has neither iterations nor a tolerance, so both are ignored with it. None: no option.
+    """
+    if str(solver) == "dense":
+        return None
+    options: dict[str, Any] = {}
+    if max_iter is not None:
+        options["depth" if str(solver) == "lissa" else "max_iter"] = max_iter
+    if tol is not None:
+        options["tol"] = tol
+    return options or None
 
 
 def base_config(command: str, options: Mapping[str, Any], argv: Sequence[str] = ()) -> dict:

@@ -9,7 +9,6 @@ labels, on the test split.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +32,7 @@ from .common import (
     gradcam_figure,
     histograms,
     set_threads,
+    solver_options,
 )
 from .inputs import ForgetSet, load_data, parse_changes, parse_forget, resolve_device
 
@@ -40,7 +40,6 @@ __all__ = ["relabel_run", "remove_run"]
 
 
 def _edit_kwargs(o: dict[str, Any]) -> dict[str, Any]:
-    solver_options = {k: o[k] for k in ("max_iter", "tol") if o.get(k) is not None}
     kw: dict[str, Any] = {
         "method": o["method"],
         "criterion": o["criterion"],
@@ -50,7 +49,7 @@ def _edit_kwargs(o: dict[str, Any]) -> dict[str, Any]:
         "damping": o["damping"],
         "seed": o["seed"],
         "budget": o.get("budget"),
-        "solver_options": solver_options or None,
+        "solver_options": solver_options(o["solver"], o.get("max_iter"), o.get("tol")),
     }
     for key in ("gammas", "max_steps", "batch_size"):
         if o.get(key) is not None:
@@ -126,9 +125,8 @@ def _finish_edit(run, o, ckpt, splits, target, result, models, kind, extra, argv
             "target": target.spec,
             "ratio": o["ratio"],
             "parent": str(ckpt.path),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-    ]
+    ]  # no timestamp: the same edit gives a byte-identical model file (config.json has one)
     if run.root is not None:
         save_model(run.file(MODEL_FILE), result.model, info)
     figures, notes = gradcam_figure(run, out_models, splits, target)

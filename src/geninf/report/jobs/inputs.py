@@ -209,15 +209,28 @@ def parse_queries(spec: str, splits: Splits) -> tuple[str, Tensor]:
         )
     size = int(getattr(splits, kind)[1].numel())
     out: list[int] = []
+    seen: set[int] = set()
     for part in value.split(","):
         lo, dash, hi = part.strip().partition("-")
         try:
-            rng = range(int(lo), int(hi) + 1) if dash else [int(lo)]
+            first, last = int(lo), (int(hi) if dash else int(lo))
         except ValueError:
             raise InputError(f"--queries {spec!r}: {part!r} is not N or N-M") from None
-        out.extend(rng)
-    if not out or any(not 0 <= i < size for i in out) or len(set(out)) != len(out):
-        raise InputError(
-            f"--queries {spec!r}: give distinct indices in [0, {size - 1}] of the {kind} split"
-        )
+        for i in (first, last):  # checked before a range is materialized
+            if not 0 <= i < size:
+                raise InputError(
+                    f"--queries {spec!r}: query index {i} is out of range: the {kind} split has "
+                    f"{size} examples (indices 0..{size - 1})"
+                )
+        if last < first:
+            raise InputError(
+                f"--queries {spec!r}: the range {part.strip()} is empty; write N-M with N <= M"
+            )
+        for i in range(first, last + 1):
+            if i in seen:  # so at most `size` indices are ever collected
+                raise InputError(
+                    f"--queries {spec!r}: index {i} is given twice; give distinct indices"
+                )
+            seen.add(i)
+            out.append(i)
     return kind, torch.tensor(out, dtype=torch.long)

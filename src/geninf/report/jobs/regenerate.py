@@ -23,8 +23,14 @@ def regenerate_report(run_dir: str) -> dict[str, Any]:
     """Rewrite ``report.md`` / ``report.html`` (and the plots) of ``run_dir``; return its
     results (the content of ``results.json``)."""
     root = Path(run_dir).expanduser()
-    if not root.is_dir():
+    if not root.exists():
         raise InputError(f"run directory {run_dir} does not exist")
+    if not root.is_dir() or not (root / "config.json").is_file():
+        what = "a file" if not root.is_dir() else "no config.json in it"
+        raise InputError(
+            f"{str(run_dir)!r} is not a run directory ({what}); give the directory a train, "
+            "remove, relabel, score or bench run wrote (its --out)"
+        )
     config = read_json(root / "config.json", "config file")
     results = read_json(root / "results.json", "results file")
     if not isinstance(config, dict) or not isinstance(results, dict):

@@ -28,7 +28,7 @@ from ...selection import select_with_summary
 from ..checkpoint import load_checkpoint
 from ..plots import matplotlib_available
 from ..rundir import RunDir
-from .common import base_config, collect_warnings, finish, set_threads
+from .common import base_config, collect_warnings, finish, set_threads, solver_options
 from .inputs import load_data, parse_queries, resolve_device
 
 __all__ = ["score_run"]
@@ -95,7 +95,7 @@ def score_run(
         net = ckpt.model.to(dev)
         wd = float((ckpt.info.get("training") or {}).get("weight_decay", 0.0))
         objective = SupervisedObjective(weight_decay=wd)
-        solver_options = {kk: o[kk] for kk in ("max_iter", "tol") if o.get(kk) is not None}
+        options = solver_options(solver, max_iter, tol)
         subset, subset_info = None, None
         caught: list[str] = []
         with collect_warnings(caught):
@@ -114,7 +114,7 @@ def score_run(
                 subset=subset,
                 solver=solver,
                 damping=damping,
-                solver_options=solver_options or None,
+                solver_options=options,
                 num_train=m,
                 batch_size=batch_size,
                 seed=seed,
