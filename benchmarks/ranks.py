@@ -4,9 +4,9 @@ selection and data scoring.
     python benchmarks/ranks.py [--out FILE.json] [--examples 1000] [--repeats 3]
 
 The small CNN on 1,000 embedded MNIST images, batch 250. One process with 2 threads (and with 1
-thread) is compared with 2 ranks of 1 thread each (the data sharded by batch, results all-reduced). Each task runs in
-float64 for the correctness check (relative difference to the one-process result) and in float32
-for the timing (best of ``--repeats``):
+thread) is compared with 2 ranks of 1 thread each (the data sharded by batch, results
+all-reduced). Each task runs in float64 for the correctness check (relative difference to the
+one-process result) and in float32 for the timing (best of ``--repeats``):
 
 - ``hvp``: one Hessian-vector product over all the examples;
 - ``select``: Highest-k gradients at ratio 0.05 over all the examples (the check compares the
