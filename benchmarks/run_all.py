@@ -318,8 +318,11 @@ def write_summary(out_dir: Path, ran: dict[str, dict[str, Any]], argv: list[str]
         if bench.name in ran:
             entry = {**ran[bench.name], "output": output, "produced_by_this_invocation": True}
             entry["headline"] = headline_of(bench, out_dir) if ran[bench.name]["rc"] == 0 else None
-        elif bench.name in previous:
+        elif bench.name in previous and (
+            (out_dir / bench.output).exists() or previous[bench.name].get("status") is None
+        ):
             entry = {**previous[bench.name], "produced_by_this_invocation": False}
+            entry.pop("status", None)  # a result file that has appeared since
             entry["headline"] = headline_of(bench, out_dir) or entry.get("headline")
         elif (out_dir / bench.output).exists():
             entry = {
