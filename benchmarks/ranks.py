@@ -47,9 +47,11 @@ def _task(name: str, dtype: torch.dtype, examples: int) -> Callable[[], torch.Te
         v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(0), dtype=dtype)
         return lambda: H.matvec(v)
     if name == "select":
-        return lambda: geninf.select(
-            net, None, data, criterion="highest_gradients", ratio=0.05, seed=0, batch_size=250
-        ).flat_indices
+        return lambda: (
+            geninf.select(
+                net, None, data, criterion="highest_gradients", ratio=0.05, seed=0, batch_size=250
+            ).flat_indices
+        )
     queries = (data[0][:32], data[1][:32])
     return lambda: geninf.score(
         net, None, data, queries, method="grad_dot", batch_size=250, query_block=32

@@ -44,7 +44,13 @@ def _compute(p) -> dict[str, torch.Tensor]:
     iterative = {"tol": 1e-12, "max_iter": 200}
     picks = {
         f"select_{c}": select(
-            p.model, p.loss_fn, p.train, criterion=c, ratio=0.3, seed=0, batch_size=7,
+            p.model,
+            p.loss_fn,
+            p.train,
+            criterion=c,
+            ratio=0.3,
+            seed=0,
+            batch_size=7,
             max_examples=25,
         ).flat_indices
         for c in ("highest_gradients", "highest_outputs", "lowest_gradients")
@@ -52,8 +58,15 @@ def _compute(p) -> dict[str, torch.Tensor]:
     return {
         **picks,
         "score_gif_lsmr": score(
-            p.model, p.loss_fn, p.train, p.target, method="gif", subset=subset, solver="lsmr",
-            solver_options=iterative, **common,
+            p.model,
+            p.loss_fn,
+            p.train,
+            p.target,
+            method="gif",
+            subset=subset,
+            solver="lsmr",
+            solver_options=iterative,
+            **common,
         ),
         "score_original_dense": score(
             p.model, p.loss_fn, p.train, p.target, method="original", solver="dense", **common
@@ -63,8 +76,15 @@ def _compute(p) -> dict[str, torch.Tensor]:
             p.model, p.loss_fn, p.train, method="gif", subset=subset, solver="dense", **common
         ),
         "self_original_cg": self_influence(
-            p.model, p.loss_fn, (x[:14], y[:14]), method="original", solver="lsmr",
-            solver_options=iterative, hessian_data=p.train, num_train=30, **common,
+            p.model,
+            p.loss_fn,
+            (x[:14], y[:14]),
+            method="original",
+            solver="lsmr",
+            solver_options=iterative,
+            hessian_data=p.train,
+            num_train=30,
+            **common,
         ),
         "grad": fm.gradient(p.train, batch_size=7),
         "loss": fm.loss(p.train, batch_size=7).reshape(1),

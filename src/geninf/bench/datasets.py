@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._seed import check_seed
 from ..errors import DataError, InputError
 from . import datasets_files as files
-from .models import check_seed
 
 __all__ = ["DatasetName", "Splits", "load_dataset", "stratified_sample", "stratified_split"]
 

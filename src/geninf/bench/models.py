@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._seed import check_seed
 from ..errors import InputError
 
 __all__ = [
@@ -44,25 +45,6 @@ __all__ = [
     "build_model",
     "num_parameters",
 ]
-
-
-#: The seeds ``torch.Generator.manual_seed`` accepts (a negative seed s stands for 2**64 + s).
-SEED_RANGE = (-(2**63), 2**64 - 1)
-
-
-def check_seed(seed: object, name: str = "seed") -> int:
-    """``seed`` as an ``int`` if it is an integer that torch accepts as a seed.
-
-    Raises:
-        InputError: ``seed`` is not an integer (a bool is not one) or lies outside
-            :data:`SEED_RANGE` (``torch.Generator.manual_seed`` would overflow).
-    """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise InputError(f"{name} must be an integer, got {seed!r}")
-    lo, hi = SEED_RANGE
-    if not lo <= int(seed) <= hi:
-        raise InputError(f"{name} must be an integer in [{lo}, {hi}] (a torch seed), got {seed}")
-    return int(seed)
 
 
 def _scaled(channels: int, width: float) -> int:

@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .._seed import check_seed
 from ..errors import DataError, InputError, NonFiniteError
 from .datasets import Splits
-from .models import check_seed
 
 __all__ = ["CachedModel", "TrainResult", "evaluate", "train_cached", "train_model"]
 

@@ -71,8 +71,8 @@ def _positive_int(text: str) -> int:
 
 
 def _seed(text: str) -> int:
-    """An integer seed in torch's range (:func:`geninf.bench.models.check_seed`)."""
-    from ..bench.models import SEED_RANGE, check_seed  # imported when used: --help stays fast
+    """An integer seed in torch's range (:func:`geninf._seed.check_seed`)."""
+    from .._seed import SEED_RANGE, check_seed
     from ..errors import InputError
 
     try:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._seed import check_seed
 from ..errors import InputError
 from ..objective import as_objective, check_loss
 from .datautil import training_batches, truncate
@@ -86,8 +87,6 @@ def run_baseline(
         InputError: a model without trainable parameters, a seed outside torch's range, or a
             budget smaller than one batch.
     """
-    from ..bench.models import check_seed  # here: geninf.bench imports geninf.edit
-
     work = copy.deepcopy(model)
     forward = _ModuleForward(work)
     params = list(forward.params.values())

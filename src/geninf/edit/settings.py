@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .._seed import check_seed
 from ..errors import InputError
 from ..params.subset import ParameterSubset
 from .options import EditOptions, parse_options
@@ -139,6 +140,4 @@ def _damping(damping: Any) -> float:
 
 
 def _seed(seed: Any) -> int:
-    from ..bench.models import check_seed  # here: geninf.bench imports geninf.edit
-
     return check_seed(seed)

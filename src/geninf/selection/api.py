@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._seed import check_seed
 from ..data import as_batches
 from ..distributed import broadcast_int
 from ..errors import DataError, InputError, SubsetError
@@ -22,9 +23,6 @@ from .statistics import collect_scores
 from .summary import LayerSelection, SelectionSummary
 
 __all__ = ["select", "select_with_summary"]
-
-# the seeds torch.Generator.manual_seed accepts (a negative seed s stands for 2**64 + s)
-_SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
 
 
 def select(
@@ -253,12 +251,8 @@ def _row(group: LayerGroup, rule: str, chosen: dict[str, Tensor]) -> LayerSelect
 def _check_options(crit, ratio, seed, max_examples, names, modules) -> float | None:
     if ratio is not None or crit.uses_ratio:
         ratio = _check_ratio(ratio, crit)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise InputError(f"seed must be an int or None, got {seed!r}")
-    if seed is not None and not _SEED_MIN <= int(seed) <= _SEED_MAX:
-        raise InputError(
-            f"seed must be an int in [{_SEED_MIN}, {_SEED_MAX}] (a torch seed) or None, got {seed}"
-        )
+    if seed is not None:
+        check_seed(seed)
     if max_examples is not None and (
         isinstance(max_examples, bool)
         or not isinstance(max_examples, numbers.Integral)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -13,7 +12,6 @@ from ...bench.datasets import load_dataset
 from ...bench.models import build_model, num_parameters
 from ...bench.training import evaluate, train_model
 from ...distributed import is_main_process
-from ...errors import InputError
 from ..checkpoint import MODEL_FILE, save_model
 from ..rundir import RunDir
 from .common import base_config, collect_warnings, finish, set_threads
@@ -56,11 +54,6 @@ def train_run(
     for key in ("argv", "force", "progress", "out"):
         options.pop(key)
     start = time.perf_counter()
-    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-        raise InputError(f"--lr must be a finite number > 0, got {lr!r}")
-    wd_ok = isinstance(weight_decay, int | float) and math.isfinite(weight_decay)
-    if not (wd_ok and weight_decay >= 0):
-        raise InputError(f"--weight-decay must be a finite number >= 0, got {weight_decay!r}")
     set_threads(threads)
     dev = resolve_device(device)
     flat = (model == "mlp") if flatten is None else bool(flatten)
