@@ -19,6 +19,12 @@ Example:
 """
 
 from .api import relabel, remove
+from .forget_sets import (
+    check_forget_indices,
+    random_forget_indices,
+    source_forget_indices,
+    split_forget,
+)
 from .options import EditOptions
 from .record import HVP_COST, ComputeUsed, EditMethod, EditRecord, EditResult, Schedule
 from .second_order import SecondOrderTerms, second_order_terms
@@ -34,8 +40,12 @@ __all__ = [
     "EditResult",
     "Schedule",
     "SecondOrderTerms",
+    "check_forget_indices",
     "f1_score",
+    "random_forget_indices",
     "relabel",
     "remove",
     "second_order_terms",
+    "source_forget_indices",
+    "split_forget",
 ]

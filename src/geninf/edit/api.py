@@ -34,6 +34,7 @@ from .plans import RemovalTask, relabel_plan, removal_plan, split_changes
 from .record import ComputeUsed, EditMethod, EditRecord, EditResult, Schedule
 from .schedules import describe_outcome, newton_update, paper_search
 from .settings import EditSettings, check_settings
+from .unlearning import RemovalData, run_unlearning
 from .validation import evaluate_score
 
 __all__ = ["relabel", "remove"]
@@ -67,7 +68,8 @@ def remove(
         retain_data: the training set without the forget set (R, m − r examples).
         forget_data: the examples to remove (U, r examples).
         method: an :class:`EditMethod` — ``gif``, ``freezing``, ``projecting``, ``original``,
-            ``second_order``, ``finetune`` or ``gradient_ascent``.
+            ``second_order``, ``finetune``, ``gradient_ascent`` or the unlearning baselines
+            ``random_label``, ``l1_sparse``, ``scrub``, ``salun`` (:mod:`.unlearning`).
         subset: the parameters J that may move (gif/freezing/projecting); None selects them with
             ``select(model, objective, forget_data, criterion=..., ratio=..., seed=...)``.
         criterion: a :class:`~geninf.selection.Criterion` used when ``subset`` is None.
@@ -122,6 +124,8 @@ def remove(
     if s.method.is_baseline:
         ascent = s.method is EditMethod.GRADIENT_ASCENT
         data = forget_data if ascent else retain_data
+        if s.method.is_unlearning:
+            data = RemovalData(retain_data, forget_data)
         result = _baseline(
             model, obj, data, ascent, s, compute, lambda c: removal_plan(task, s, c, EditMethod.GIF)
         )
@@ -178,7 +182,7 @@ def relabel(
         criterion=criterion,
         solver=solver,
     )
-    if s.method in (EditMethod.SECOND_ORDER, EditMethod.GRADIENT_ASCENT):
+    if s.method.removal_only:
         raise InputError(
             f"method={s.method.value!r} is defined for removal only; use geninf.edit.remove (e.g. "
             "to remove the mislabeled examples) or a label-change method: gif, freezing, "
@@ -236,11 +240,13 @@ def _baseline(model, obj, data, ascent, s: EditSettings, compute, reference) -> 
     else:
         compute.budget, compute.budget_source = s.budget, "given"
     score = s.score if s.schedule is Schedule.PAPER else None
-    out = run_baseline(
+    runner = run_unlearning if isinstance(data, RemovalData) else run_baseline
+    how = {"method": s.method} if isinstance(data, RemovalData) else {"ascent": ascent}
+    out = runner(
         model,
         obj,
         data,
-        ascent=ascent,
+        **how,
         budget=compute.budget,
         opts=s.opts,
         seed=s.seed,

@@ -51,6 +51,18 @@ class EditMethod(str, Enum):
         FINETUNE: optimizer steps on the retained (or corrected) data at a matched compute budget.
         GRADIENT_ASCENT: optimizer steps that increase the forget data's loss, same budget
             (removal only).
+        RANDOM_LABEL: fine-tuning on the forget data with seeded random wrong labels, paired
+            with retained batches (Golatkar et al. 2020; SalUn's "RL"), same budget (removal only).
+        L1_SPARSE: fine-tuning on the retained data with a decaying ℓ1 penalty γ_t‖θ‖₁ (Jia et
+            al. 2023, "model sparsity can simplify machine unlearning"), same budget (removal
+            only).
+        SCRUB: teacher–student distillation (Kurmanji et al. 2023): steps that push the
+            student's predictions on the forget data away from the original model's and steps
+            that keep them on the retained data, same budget (removal only).
+        SALUN: random labeling restricted to the weights of largest forget-loss gradient
+            (saliency mask; Fan et al. 2024, "SalUn"), same budget (removal only).
+
+    The four unlearning baselines are defined in :mod:`geninf.edit.unlearning`.
     """
 
     GIF = "gif"
@@ -60,6 +72,10 @@ class EditMethod(str, Enum):
     SECOND_ORDER = "second_order"
     FINETUNE = "finetune"
     GRADIENT_ASCENT = "gradient_ascent"
+    RANDOM_LABEL = "random_label"
+    L1_SPARSE = "l1_sparse"
+    SCRUB = "scrub"
+    SALUN = "salun"
 
     def __str__(self) -> str:
         return self.value
@@ -87,7 +103,23 @@ class EditMethod(str, Enum):
     @property
     def is_baseline(self) -> bool:
         """True for the optimizer-based baselines, which spend a budget of example gradients."""
-        return self in (EditMethod.FINETUNE, EditMethod.GRADIENT_ASCENT)
+        return self in (EditMethod.FINETUNE, EditMethod.GRADIENT_ASCENT) or self.is_unlearning
+
+    @property
+    def is_unlearning(self) -> bool:
+        """True for the baselines of :mod:`geninf.edit.unlearning` (given both the forget and
+        the retained data)."""
+        return self in (
+            EditMethod.RANDOM_LABEL,
+            EditMethod.L1_SPARSE,
+            EditMethod.SCRUB,
+            EditMethod.SALUN,
+        )
+
+    @property
+    def removal_only(self) -> bool:
+        """True for the methods defined for removal only (not for a label change)."""
+        return self in (EditMethod.SECOND_ORDER, EditMethod.GRADIENT_ASCENT) or self.is_unlearning
 
 
 class Schedule(str, Enum):

@@ -48,7 +48,9 @@ def select(
     removed or changed), take whole units (incoming weights and bias) from the top (``highest_*``)
     or the bottom (``lowest_*``) while they fit, and fill the rest of the budget with random
     weights of the next unit. ``random`` draws ``int(ratio · size)`` uniform elements per layer.
-    ``by_names``, ``by_modules`` and ``all`` are explicit choices that ignore ``ratio``.
+    ``saliency`` ranks single elements by |mean ∂loss/∂θ_i| over ``data`` with the same
+    per-layer budget. ``by_names``, ``by_modules`` and ``all`` are explicit choices that ignore
+    ``ratio``.
 
     Args:
         model: the trained model; it is only called (never edited, its mode never changed).
@@ -175,6 +177,8 @@ def _ranked(
         )
     batches = as_batches(data, batch_size)
     _check_eval_mode(model)
+    if crit.per_element:
+        groups = [g.as_elements(crit.value) for g in groups]
     fm = FunctionalModel(model, objective, check_determinism=False)
     pairs, num_examples = collect_scores(
         fm, groups, batches, gradients=crit.uses_gradients, max_examples=max_examples

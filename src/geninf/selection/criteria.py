@@ -18,6 +18,10 @@ class Criterion(str, Enum):
         HIGHEST_GRADIENTS: per layer, the units with the largest |mean ∂loss/∂output|.
         LOWEST_OUTPUTS: as HIGHEST_OUTPUTS, ranked ascending (the paper's control).
         LOWEST_GRADIENTS: as HIGHEST_GRADIENTS, ranked ascending.
+        SALIENCY: per layer, the elements θ_i with the largest |mean ∂ℓ/∂θ_i| over ``data``
+            (the gradient-magnitude mask of SalUn, Fan et al. 2024, with the per-layer budget
+            of the other criteria): Highest-k gradients at the weight level instead of the unit
+            level.
         RANDOM: uniformly random elements, ``ratio`` of each layer (needs no data).
         BY_NAMES: every element of the parameters named in ``names``.
         BY_MODULES: every element of the submodules given in ``modules``.
@@ -30,6 +34,7 @@ class Criterion(str, Enum):
     HIGHEST_GRADIENTS = "highest_gradients"
     LOWEST_OUTPUTS = "lowest_outputs"
     LOWEST_GRADIENTS = "lowest_gradients"
+    SALIENCY = "saliency"
     RANDOM = "random"
     BY_NAMES = "by_names"
     BY_MODULES = "by_modules"
@@ -53,18 +58,23 @@ class Criterion(str, Enum):
 
     @property
     def is_ranking(self) -> bool:
-        """True for the four criteria that rank units by a statistic of the data."""
+        """True for the criteria that rank units (or elements) by a statistic of the data."""
         return self in _RANKING
 
     @property
     def uses_gradients(self) -> bool:
-        """True when the statistic is ∂loss/∂output (needs a backward pass)."""
-        return self in (Criterion.HIGHEST_GRADIENTS, Criterion.LOWEST_GRADIENTS)
+        """True when the statistic is a loss gradient, ∂loss/∂output or ∂loss/∂θ (``saliency``)."""
+        return self in (Criterion.HIGHEST_GRADIENTS, Criterion.LOWEST_GRADIENTS, Criterion.SALIENCY)
 
     @property
     def descending(self) -> bool:
         """True when the largest statistics are taken first."""
-        return self in (Criterion.HIGHEST_OUTPUTS, Criterion.HIGHEST_GRADIENTS)
+        return self in (Criterion.HIGHEST_OUTPUTS, Criterion.HIGHEST_GRADIENTS, Criterion.SALIENCY)
+
+    @property
+    def per_element(self) -> bool:
+        """True when every element is its own unit, whatever the layer (``saliency``)."""
+        return self is Criterion.SALIENCY
 
     @property
     def uses_ratio(self) -> bool:
@@ -78,5 +88,6 @@ _RANKING = frozenset(
         Criterion.HIGHEST_GRADIENTS,
         Criterion.LOWEST_OUTPUTS,
         Criterion.LOWEST_GRADIENTS,
+        Criterion.SALIENCY,
     }
 )
