@@ -13,8 +13,8 @@ send it to another folder, e.g. ``--out /tmp/bench-quick``). The full suite take
 
 Default suite (``--only`` takes these names; ``solver_cost`` means both of its runs):
 hvp_cost, solver_cost_mlp, solver_cost_cnn, memory, ranks, selection_timing,
-class_removal_cost, profile_hvp. Also available by name, not in the default suite (they are
-experiments with their own folders and tables): mislabel, lds, experiments.
+class_removal_cost, profile_hvp, forget_examples. Also available by name, not in the default
+suite (they are experiments with their own folders and tables): mislabel, lds, experiments.
 """
 
 from __future__ import annotations
@@ -190,6 +190,14 @@ def profile_headline(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def forget_examples_headline(d: dict[str, Any]) -> dict[str, Any]:
+    """Per forget fraction: each method's average gap to retraining (mean over seeds)."""
+    return {
+        frac: {label: _r(row["gap"]["mean"], 2) for label, row in summary.items()}
+        for frac, summary in d["summary"].items()
+    }
+
+
 # ------------------------------------------------------------------------------ the suite
 SUITE: list[Bench] = [
     Bench("hvp_cost", "hvp_cost.py", "hvp_cost.json", ["--out", "{out}"],
@@ -216,6 +224,10 @@ SUITE: list[Bench] = [
           class_removal_headline, threads=1),
     Bench("profile_hvp", "profile_hvp.py", "profile_hvp.json", ["--out", "{out}"],
           ["--quick", "--out", "{out}"], profile_headline, threads=1),
+    Bench("forget_examples", "forget_examples.py", "forget_examples.json",
+          ["--threads", "1", "--out", "{out}"],
+          ["--quick", "--fractions", "0.1", "--threads", "1", "--out", "{out}"],
+          forget_examples_headline, threads=1),
     Bench("mislabel", "mislabel.py", "mislabel", ["--threads", "1", "--out", "{out}"],
           ["--quick", "--threads", "1", "--out", "{out}"], threads=1, default=False),
     Bench("lds", "lds.py", "lds", ["--threads", "1", "--out", "{out}"],

@@ -758,6 +758,60 @@ row("E86", 2, "--config is an option of the subcommands")(
 )
 
 
+# ================================================================== forget sets (issue 14)
+@row("U01", 2, "index 3 appears twice; indices must be distinct")
+def _(ctx: Ctx) -> list[str]:
+    dup = ctx.file("forget.txt", "3 5\n3\n")
+    return ctx.remove("--forget", f"indices:{dup}", *FAST)
+
+
+@row("U02", 2, "line 1: '2.5' is not an integer index")
+def _(ctx: Ctx) -> list[str]:
+    bad = ctx.file("forget.txt", "1 2.5\n")
+    return ctx.remove("--forget", f"indices:{bad}", *FAST)
+
+
+@row("U03", 2, "the forget fraction must be a number strictly between 0 and 1, got 0.0")
+def _(ctx: Ctx) -> list[str]:
+    return ctx.remove("--forget", "random:0", *FAST)
+
+
+@row("U04", 2, "the forget fraction must be a number strictly between 0 and 1, got 1.0")
+def _(ctx: Ctx) -> list[str]:
+    return ctx.remove("--forget", "random:1", *FAST)
+
+
+@row("U05", 2, "--forget random:F needs a fraction 0 < F < 1 (e.g. random:0.01), got 'ten'")
+def _(ctx: Ctx) -> list[str]:
+    return ctx.remove("--forget", "random:ten", *FAST)
+
+
+@row("U06", 2, "has no source of each example; use an augmented data set")
+def _(ctx: Ctx) -> list[str]:
+    return ctx.remove("--forget", "sources:5", *FAST)
+
+
+@row("U07", InputError, "forget indices: index 4 appears 2 times; indices must be distinct")
+def _(ctx: Ctx) -> None:
+    geninf.edit.check_forget_indices([4, 1, 4], 10)
+
+
+@row("U08", InputError, "forget indices: 2.5 is not an integer index")
+def _(ctx: Ctx) -> None:
+    geninf.edit.check_forget_indices(torch.tensor([1.0, 2.5]), 10)
+
+
+@row("U09", InputError, "the forget fraction must be a number strictly between 0 and 1, got -0.1")
+def _(ctx: Ctx) -> None:
+    geninf.edit.random_forget_indices(100, -0.1, seed=0)
+
+
+@row("U10", InputError, "method='scrub' is defined for removal only")
+def _(ctx: Ctx) -> None:
+    model, loss, retain, _ = tiny()
+    geninf.relabel(model, loss, retain, (torch.tensor([0]), torch.tensor([1])), method="scrub")
+
+
 # ================================================================================= the tests
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -19,6 +19,10 @@ EDIT_METHODS = [
     "second_order",
     "finetune",
     "gradient_ascent",
+    "random_label",
+    "l1_sparse",
+    "scrub",
+    "salun",
 ]
 RELABEL_METHODS = ["gif", "freezing", "projecting", "original", "finetune"]
 SCORE_METHODS = ["gif", "original", "freezing", "projecting", "grad_dot", "random"]
@@ -27,6 +31,7 @@ CRITERIA = [
     "highest_outputs",
     "lowest_gradients",
     "lowest_outputs",
+    "saliency",
     "random",
     "all",
 ]
@@ -257,14 +262,17 @@ def _add_edits(sub: Any) -> None:
     p = sub.add_parser(
         "remove",
         help="remove training data from a model (GIF and baselines)",
-        description="Remove training examples (a class or a list of indices) "
+        description="Remove training examples (a class, a list of indices, a random "
+        "fraction or the examples of some sources) "
         "from a trained model; write the edited model and a report.",
     )
     p.add_argument(
         "--forget",
         required=True,
         metavar="SPEC",
-        help="class:C (every training example of class C) or indices:FILE",
+        help="class:C (every training example of class C), indices:FILE, random:FRACTION "
+        "(e.g. random:0.01, drawn with --seed) or sources:K (every example of K sources, "
+        "for augmented data)",
     )
     _edit_options(p, EDIT_METHODS)
     p.set_defaults(command="remove")

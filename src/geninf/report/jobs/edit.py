@@ -177,7 +177,8 @@ def remove_run(
     progress: bool = True,
     argv: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Remove ``forget`` (``class:C`` or ``indices:FILE``) from ``checkpoint``'s training set.
+    """Remove ``forget`` (``class:C``, ``indices:FILE``, ``random:F`` or ``sources:K``, the last
+    two drawn with ``seed``) from ``checkpoint``'s training set.
 
     The ``paper`` schedule chooses its step on the validation F1 of forgetting class C, so it
     needs ``class:C``. Returns the results (the content of ``results.json``).
@@ -189,7 +190,7 @@ def remove_run(
     dev, ckpt, run = _prepare(o, [index_file])
     try:
         splits = load_data(ckpt.info)
-        target = parse_forget(forget, splits)
+        target = parse_forget(forget, splits, seed=seed)
         c = target.forget_class
         if schedule == "paper" and c is None:
             raise InputError(

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ...bench.datasets import Splits, load_dataset
+from ...edit.forget_sets import random_forget_indices, source_forget_indices
 from ...errors import InputError
 
 __all__ = [
@@ -126,36 +127,67 @@ class ForgetSet:
         }
 
 
-def parse_forget(spec: str, splits: Splits) -> ForgetSet:
-    """``class:C`` (every training example of class C) or ``indices:FILE`` (positions in the
-    training split)."""
+def parse_forget(spec: str, splits: Splits, seed: int = 0) -> ForgetSet:
+    """The forget set of ``--forget``: ``class:C`` (every training example of class C),
+    ``indices:FILE`` (positions in the training split: distinct integers), ``random:F`` (a
+    fraction 0 < F < 1 of the training split drawn uniformly with ``seed``) or ``sources:K``
+    (every example of K sources drawn with ``seed``, for data with ``Splits.sources``)."""
     kind, sep, value = str(spec).partition(":")
     x, y = splits.train
     m = int(y.numel())
-    if not sep or kind not in ("class", "indices") or not value:
-        raise InputError(f"--forget must be class:C or indices:FILE, got {spec!r}")
-    forget_class = None
-    if kind == "class":
-        try:
-            forget_class = int(value)
-        except ValueError:
-            raise InputError(f"--forget class:C needs an integer class, got {value!r}") from None
-        if not 0 <= forget_class < splits.num_classes:
-            raise InputError(
-                f"--forget class:{forget_class}: the data has classes 0..{splits.num_classes - 1}"
-            )
-        mask = y == forget_class
-        if not bool(mask.any()):
-            raise InputError(f"class {forget_class} has no training example; nothing to remove")
-    else:
-        mask = torch.zeros(m, dtype=torch.bool)
-        mask[read_indices(value, m, "--forget indices")] = True
+    if not sep or kind not in _FORGET_KINDS or not value:
+        raise InputError(
+            f"--forget must be class:C, indices:FILE, random:FRACTION or sources:K, got {spec!r}"
+        )
+    forget_class = int(value) if kind == "class" and _is_int(value) else None
+    mask = torch.zeros(m, dtype=torch.bool)
+    mask[_forget_indices(kind, value, splits, seed)] = True
     if bool(mask.all()):
         raise InputError(
             "the forget set is the whole training set; nothing would be left: train a new model"
         )
     idx = torch.nonzero(mask).flatten()
     return ForgetSet(spec, forget_class, idx, (x[mask], y[mask]), (x[~mask], y[~mask]))
+
+
+_FORGET_KINDS = ("class", "indices", "random", "sources")
+
+
+def _is_int(text: str) -> bool:
+    return re.fullmatch(r"\s*[+-]?\d+\s*", text) is not None
+
+
+def _forget_indices(kind: str, value: str, splits: Splits, seed: int) -> Tensor:
+    y = splits.train[1]
+    m = int(y.numel())
+    if kind == "indices":
+        return read_indices(value, m, "--forget indices")
+    if kind == "random":
+        try:
+            fraction = float(value)
+        except ValueError:
+            raise InputError(
+                f"--forget random:F needs a fraction 0 < F < 1 (e.g. random:0.01), got {value!r}"
+            ) from None
+        return random_forget_indices(m, fraction, seed)
+    if not _is_int(value):
+        raise InputError(f"--forget {kind}:N needs an integer, got {value!r}")
+    if kind == "sources":
+        sources = (getattr(splits, "sources", None) or {}).get("train")
+        if sources is None:
+            raise InputError(
+                f"--forget sources:K: the data {splits.name} has no source of each example; use "
+                "an augmented data set (mnist-aug:N) or indices:FILE"
+            )
+        return source_forget_indices(torch.as_tensor(sources), int(value), seed)
+    forget_class = int(value)
+    if not 0 <= forget_class < splits.num_classes:
+        raise InputError(
+            f"--forget class:{forget_class}: the data has classes 0..{splits.num_classes - 1}"
+        )
+    if not bool((y == forget_class).any()):
+        raise InputError(f"class {forget_class} has no training example; nothing to remove")
+    return torch.nonzero(y == forget_class).flatten()
 
 
 def parse_changes(path: str | Path, splits: Splits) -> tuple[Tensor, Tensor]:
