@@ -559,8 +559,7 @@ def _(ctx: Ctx) -> list[str]:
 # ====================================================================== CLI: output and faults
 @row("E59", 2, "already exists; pass --force to replace it")
 def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
-    ctx.out.mkdir()
-    (ctx.out / "keep.txt").write_text("user data")
+    shutil.copytree(ctx.trained, ctx.out)  # a run geninf made (other directories: F01-F17)
     before = snapshot(ctx.out)
 
     def check() -> None:
@@ -756,6 +755,143 @@ row("E85", 2, "must be a .json or .toml file, got .yaml")(
 row("E86", 2, "--config is an option of the subcommands")(
     lambda ctx: ["--config", str(ctx.file("c.json", "{}")), "train", "--out", str(ctx.out)]
 )
+
+
+# ============================================== CLI: --force replaces only geninf's own runs
+def _project(ctx: Ctx, name: str = "proj") -> Path:
+    """A user's directory: ``keep.txt`` and ``src/a.py``."""
+    folder = ctx.tmp / name
+    (folder / "src").mkdir(parents=True)
+    (folder / "keep.txt").write_text("user data")
+    (folder / "src" / "a.py").write_bytes(b"print('mine')\n")
+    return folder
+
+
+def _intact(ctx: Ctx, argv: list[str]) -> tuple[list[str], Callable[[], None]]:
+    """``argv`` with a check that every file under TMP is byte-for-byte as before."""
+    before = snapshot(ctx.tmp)
+
+    def check() -> None:
+        assert snapshot(ctx.tmp) == before, "a file geninf did not write changed"
+
+    return argv, check
+
+
+def _force_train(ctx: Ctx, out: Path | str) -> tuple[list[str], Callable[[], None]]:
+    return _intact(ctx, [*TRAIN, *SMALL, "--out", str(out), "--force"])
+
+
+@row("F01", 2, "is not a geninf run directory (it holds keep.txt, src/); geninf replaces only")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    return _force_train(ctx, _project(ctx))
+
+
+@row("F02", 2, "is not a geninf run directory (it holds keep.txt, src/)")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    return _intact(ctx, [*TRAIN, *SMALL, "--out", str(_project(ctx))])
+
+
+@row("F03", 2, "holds files geninf did not write: notes.txt; geninf replaces only")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    run = ctx.copy_run()
+    (run / "notes.txt").write_text("my notes")
+    return _force_train(ctx, run)
+
+
+@row("F04", 2, "holds files geninf did not write: report.md (changed)")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    run = ctx.copy_run()
+    with open(run / "report.md", "a", encoding="utf-8") as fh:
+        fh.write("\nMy conclusions.\n")
+    return _force_train(ctx, run)
+
+
+@row("F05", 2, "holds files geninf did not write: plots/mine/")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    run = ctx.copy_run()
+    (run / "plots" / "mine").mkdir()
+    (run / "plots" / "mine" / "fig.png").write_bytes(b"\x89PNG mine")
+    return _force_train(ctx, run)
+
+
+@row("F06", 2, "is a run of an older geninf (it has no geninf-run.json)")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    run = ctx.copy_run()
+    (run / "geninf-run.json").unlink()
+    return _force_train(ctx, run)
+
+
+@row("F07", 2, "is an empty directory geninf did not make; remove it (rmdir)")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    (ctx.tmp / "empty").mkdir()
+    return _force_train(ctx, ctx.tmp / "empty")
+
+
+@row("F08", 2, "--out . is the current directory, which geninf never replaces")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    ctx.monkeypatch.chdir(_project(ctx))
+    return _force_train(ctx, ".")
+
+
+@row("F09", 2, "is a parent of the current directory, which geninf never replaces")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    ctx.monkeypatch.chdir(_project(ctx) / "src")
+    return _force_train(ctx, "..")
+
+
+@row("F10", 2, "is your home directory, which geninf never replaces (even with --force)")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    home = _project(ctx, "home")
+    ctx.monkeypatch.setenv("HOME", str(home))
+    return _force_train(ctx, "~")
+
+
+@row("F11", 2, "--out / is a filesystem root, which geninf never replaces")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    return _force_train(ctx, "/")
+
+
+@row("F12", 2, "is your home directory, which geninf never replaces")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    home = _project(ctx, "home")
+    ctx.monkeypatch.setenv("HOME", str(home))
+    (ctx.tmp / "link").symlink_to(home)
+    return _force_train(ctx, ctx.tmp / "link")
+
+
+@row("F13", 2, "is a symbolic link (to run), which geninf never replaces")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    ctx.copy_run()
+    (ctx.tmp / "link").symlink_to("run")
+    return _force_train(ctx, ctx.tmp / "link")
+
+
+@row("F14", 2, "holds the input")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    runs = ctx.tmp / "runs"
+    shutil.copytree(ctx.trained, runs / "run")
+    argv = ["remove", "--checkpoint", str(runs / "run"), "--forget", "class:1"]
+    return _intact(ctx, [*argv, "--out", str(runs), "--force", *FAST])
+
+
+@row("F15", 2, "is not a geninf run directory (it holds keep.txt, src/)")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    argv = ["bench", "class-removal", "--quick", "--out", str(_project(ctx)), "--force"]
+    return _intact(ctx, [*argv, "--cache-dir", str(ctx.tmp / "cache"), "--quiet"])
+
+
+@row("F16", 2, "holds files that report would rewrite but geninf did not write: report.md")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    run = ctx.copy_run()
+    (run / "report.md").write_text("# My own report\n")
+    return _intact(ctx, ["report", str(run), "--quiet"])
+
+
+@row("F17", 2, "has no geninf-run.json: it is a run of an older geninf (or not a run)")
+def _(ctx: Ctx) -> tuple[list[str], Callable[[], None]]:
+    run = ctx.copy_run()
+    (run / "geninf-run.json").unlink()
+    return _intact(ctx, ["report", str(run), "--quiet"])
 
 
 # ================================================================== forget sets (issue 14)

@@ -327,10 +327,17 @@ def test_existing_out_needs_force_and_inputs_are_never_overwritten(trained, tmp_
     (out / "keep.txt").write_text("user data")
     argv = [*TRAIN, "--epochs", "1", "--out", str(out)]
     assert main(argv) == 2
-    assert "--force" in one_line_error(capsys)
+    assert "choose a new --out" in one_line_error(capsys)
+    assert main([*argv, "--force"]) == 2  # --force replaces only a run directory geninf made
+    assert "keep.txt" in one_line_error(capsys)
     assert (out / "keep.txt").read_text() == "user data"
+    (out / "keep.txt").unlink()
+    out.rmdir()
+    assert main(argv) == 0
+    assert main(argv) == 2
+    assert "--force" in one_line_error(capsys)
     assert main([*argv, "--force"]) == 0
-    assert (out / "model.safetensors").is_file() and not (out / "keep.txt").exists()
+    assert (out / "model.safetensors").is_file()
     before = (trained / "model.safetensors").read_bytes()
     argv = ["remove", "--checkpoint", str(trained), "--forget", "class:1", "--out", str(trained)]
     assert main([*argv, "--force", *FAST]) == 2

@@ -95,9 +95,9 @@ COMMANDS = ("train", "remove", "relabel", "score", "report")
 NOT_FUZZED = {"debug", "config", "help", "version"}
 WRITES_MODEL = {"train", "remove", "relabel"}
 RUN_FILES = ("config.json", "results.json", "report.md", "report.html")
-REPORT_FILES = re.compile(r"^(report\.md|report\.html|plots/.*)$")
+REPORT_FILES = re.compile(r"^(report\.md|report\.html|geninf-run\.json|plots/.*)$")
 #: what a failed ``report`` may have replaced (each file whole), wherever its RUN_DIR is
-REPORT_CHANGE = re.compile(r"(^|/)(report\.md|report\.html|plots/[^/]+)$")
+REPORT_CHANGE = re.compile(r"(^|/)(report\.md|report\.html|geninf-run\.json|plots/[^/]+)$")
 LEFTOVER = re.compile(r"^\..+\.(staging|old)-|^\..+\.tmp$")
 HUGE = "99999999999999999999"
 TRAIN_CHECKPOINT = [
@@ -871,3 +871,196 @@ def test_fuzz_config_files(template: Path, case: ConfigCase) -> None:
             (root / case.name).write_bytes(case.content)
         start = snapshot(root)
         check_outcome(run_main(argv), root, start)
+
+
+# ----------------------------------------------------------------------------- --force
+FORCE_EXAMPLES = 30
+#: where ``--out`` may point: runs geninf made, users' directories, special places, new paths
+FORCE_TARGETS = (
+    "edited",
+    "scored",
+    "ckpt",
+    "copy",
+    "existing",
+    "empty",
+    "broken",
+    "data",
+    "notes.txt",
+    ".",
+    "..",
+    "~",
+    "/",
+    "link-run",
+    "link-home",
+    "link-dot",
+    "link-up",
+    "link-existing",
+    "dangling",
+    "linkdir/copy",
+    "edited/plots",
+    "new/..",
+    "new",
+    "new/deeper",
+)
+#: what the user may have done to ``copy`` (a copy of the ``edited`` run) before the command
+MUTATIONS = (
+    "none",
+    "add-file",
+    "edit-file",
+    "add-folder",
+    "add-link",
+    "drop-file",
+    "drop-marker",
+    "bad-marker",
+    "list-foreign",
+)
+
+
+def _mutate(run: Path, mutation: str) -> None:
+    if mutation == "add-file":
+        (run / "notes.txt").write_text("mine\n")
+    elif mutation == "edit-file":
+        with open(run / "report.md", "a", encoding="utf-8") as fh:
+            fh.write("my conclusions\n")
+    elif mutation == "add-folder":
+        (run / "plots" / "mine").mkdir(parents=True)
+    elif mutation == "add-link":
+        (run / "plots" / "link.png").symlink_to("../../notes.txt")
+    elif mutation == "drop-file":
+        (run / "report.html").unlink()
+    elif mutation == "drop-marker":
+        (run / "geninf-run.json").unlink()
+    elif mutation == "bad-marker":
+        (run / "geninf-run.json").write_text('{"format": "geninf-run/0", "files": {}}')
+    elif mutation == "list-foreign":  # the user's file, listed under a digest it does not have
+        marker = json.loads((run / "geninf-run.json").read_text())
+        marker["files"]["mine.txt"] = "0" * 64
+        (run / "geninf-run.json").write_text(json.dumps(marker))
+        (run / "mine.txt").write_text("mine\n")
+
+
+def _prepare_force(root: Path, mutation: str) -> None:
+    """The example's extra places: a mutated run copy, a home, links, a data folder."""
+    shutil.copytree(root / "edited", root / "copy")
+    _mutate(root / "copy", mutation)
+    (root / "home").mkdir()
+    (root / "home" / ".profile").write_text("user settings\n")
+    (root / "data").mkdir()
+    (root / "data" / "a.py").write_text("print('mine')\n")
+    for name, target in {
+        "link-run": "edited",
+        "link-home": "home",
+        "link-dot": ".",
+        "link-up": "..",
+        "link-existing": "existing",
+        "dangling": "nowhere",
+        "linkdir": ".",
+    }.items():
+        (root / name).symlink_to(target)
+
+
+def _owned(root: Path) -> set[str]:
+    """The files under ``root`` that geninf wrote, unchanged: listed by the marker of a run with
+    their digest (the only files a command may remove or change)."""
+    from geninf.report.rundir import MARKER, read_marker
+
+    owned = set()
+    for marker in root.rglob(MARKER):
+        files = read_marker(marker.parent)
+        if files is None:
+            continue
+        owned.add(marker.relative_to(root).as_posix())
+        for rel, digest in files.items():
+            path = marker.parent / rel
+            if path.is_file() and not path.is_symlink():
+                if hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+                    owned.add(path.relative_to(root).as_posix())
+    return owned
+
+
+def _links(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): os.readlink(p) for p in root.rglob("*") if p.is_symlink()
+    }
+
+
+@st.composite
+def force_case(draw: st.DrawFn) -> tuple[list[str], str, bool]:
+    """A command with ``--out`` (or report's RUN_DIR) among :data:`FORCE_TARGETS`, a mutation of
+    the ``copy`` run, and whether the target is written absolute."""
+    target = draw(st.sampled_from(FORCE_TARGETS))
+    spelled = draw(st.sampled_from(["", "./", "/"]))
+    out = f"./{target}" if spelled == "./" and target not in ("/", "~") else target
+    if spelled == "/" and target not in ("/", ".", ".."):
+        out = f"{target}/"
+    command = draw(st.sampled_from(["train", "train", "train", "remove", "report"]))
+    if command == "report":
+        argv = ["report", out, "--quiet"]
+    elif command == "remove":
+        argv = ["remove", "--checkpoint", "ckpt", "--forget", "class:1", "--max-iter", "3"]
+        argv += ["--out", out, "--quiet"]
+    else:
+        argv = [*TRAIN_CHECKPOINT[:-1], "--max-train", "100", "--out", out, "--quiet"]
+    if command != "report" and draw(st.integers(0, 5)):
+        argv.append("--force")
+    return argv, draw(st.sampled_from(MUTATIONS)), draw(st.booleans())
+
+
+FORCE_TRAIN = [*TRAIN_CHECKPOINT[:-1], "--max-train", "100", "--quiet", "--force", "--out"]
+
+
+@settings(FUZZ_SETTINGS, max_examples=FORCE_EXAMPLES)
+@given(case=force_case())
+@example(case=([*FORCE_TRAIN, "copy"], "none", False))
+@example(case=([*FORCE_TRAIN, "linkdir/copy/"], "drop-file", True))
+@example(case=([*FORCE_TRAIN, "copy"], "list-foreign", False))
+@example(case=(["report", "copy", "--quiet"], "add-file", False))
+def test_fuzz_force_never_touches_user_files(template: Path, case: tuple) -> None:
+    """``--force`` (and ``report``) aimed at runs, users' directories, links and special places:
+    a file geninf did not write (or changed since) is never removed or changed, a link never
+    replaced, a folder of the user's never removed; exit 0 only into a run geninf made."""
+    argv, mutation, absolute = case
+    note(f"argv: {argv!r}; copy: {mutation}; absolute: {absolute}")
+    with workspace(template) as root:
+        _prepare_force(root, mutation)
+        home = os.environ.get("HOME")
+        os.environ["HOME"] = str(root / "home")
+        try:
+            i = argv.index("--out") + 1 if "--out" in argv else 1
+            if absolute and argv[i] not in ("/", "~"):
+                argv[i] = str(root / argv[i])
+            start, owned, links = snapshot(root), _owned(root), _links(root)
+            result = run_main(argv)
+        finally:
+            if home is None:
+                del os.environ["HOME"]
+            else:
+                os.environ["HOME"] = home
+        STATS[f"force {argv[0]}:{result.code}"] += 1
+        assert result.code in (0, 2), (result.code, result.stderr)
+        after = snapshot(root)
+        mine = {p: h for p, h in start.files.items() if p not in owned}
+        touched = sorted(p for p, h in mine.items() if after.files.get(p) != h)
+        assert not touched, f"files geninf did not write changed or vanished: {touched}"
+        assert _links(root).items() >= links.items(), "a link of the user's changed"
+        held = {str(Path(p).parent) for p in owned}
+        theirs = [d for d in start.dirs if not any(_inside(h, d) for h in held)]
+        gone = [d for d in theirs if d not in after.dirs and not (root / d).is_symlink()]
+        assert not gone, f"folders of the user's vanished: {gone}"
+        if result.code == 0 and argv[0] != "report":
+            _check_forced_run(root, argv, start, mutation)
+
+
+def _check_forced_run(root: Path, argv: list[str], start: Snapshot, mutation: str) -> None:
+    """After exit 0: the target did not exist or was an unchanged run; it is a whole run now."""
+    from geninf.report.rundir import foreign_entries, read_marker
+
+    target = Path(argv[argv.index("--out") + 1])
+    target = target if target.is_absolute() else root / target
+    rel = os.path.relpath(target.resolve(), root.resolve())
+    assert not rel.startswith(".."), f"{target} is outside the workspace"
+    runs = ["edited", "scored", "ckpt"] + (["copy"] if mutation in ("none", "drop-file") else [])
+    existed = rel in start.dirs or rel in start.files
+    assert rel in runs or not existed, f"--force replaced {rel}, which geninf did not make"
+    files = read_marker(target)
+    assert files is not None and foreign_entries(target, files) == []

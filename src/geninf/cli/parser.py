@@ -147,7 +147,11 @@ def _run_options(
             metavar="RUN_DIR",
             help="output run directory" + (f" (default {default_out})" if default_out else ""),
         )
-        g.add_argument("--force", action="store_true", help="replace --out if it exists")
+        g.add_argument(
+            "--force",
+            action="store_true",
+            help="replace --out if it is a run directory geninf made and holds nothing else",
+        )
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     g.add_argument("--threads", type=_threads, help="CPU threads, 1-4096 (default: PyTorch's)")
     g.add_argument("--seed", type=_seed, default=0, help="seed of every random choice (default 0)")
@@ -347,7 +351,11 @@ def _add_bench(sub: Any) -> None:
         help="trained-model cache (default runs/experiment-cache)",
     )
     p.add_argument("--out", metavar="RUN_DIR", help="output (default runs/bench/EXPERIMENT)")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out if it is a run directory geninf made and holds nothing else",
+    )
     p.add_argument("--threads", type=_threads, help="CPU threads, 1-4096 (default: PyTorch's)")
     _output_options(p)
     p.set_defaults(command="bench")

@@ -8,6 +8,14 @@ directory is removed and the destination is untouched. An existing destination i
 then is the old one deleted. A destination that holds one of the run's inputs (a checkpoint, a
 file of indices) is always refused: inputs are never overwritten.
 
+``force`` replaces only a directory geninf made: every run directory holds a marker,
+``geninf-run.json`` (format ``geninf-run/1``), that lists each file the run wrote with its
+SHA-256. A destination without a valid marker, or holding anything the marker does not list
+with the same content (a file the user added or edited, a link, an empty folder of their own),
+is refused even with ``force``, naming what was found; so are the current directory and its
+parents, the home directory and its parents, a filesystem root or mount point, the parent of an
+input and a symbolic link. Nothing geninf did not write is ever deleted or changed.
+
 Single files that are rewritten in place (``geninf report`` regenerating ``report.md``) go
 through :func:`atomic_write`: a temporary file in the same directory and ``os.replace``.
 """
@@ -15,24 +23,30 @@ through :func:`atomic_write`: a temporary file in the same directory and ``os.re
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
 
 __all__ = [
+    "MARKER",
+    "RUN_FORMAT",
     "RunDir",
     "atomic_write",
     "atomic_write_json",
     "atomic_write_text",
+    "foreign_entries",
+    "read_marker",
     "read_json",
     "versions",
+    "write_marker",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -137,6 +151,160 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
+# -------------------------------------------------------------------------- run marker
+#: The file that marks a directory as a geninf run; it lists every file the run wrote.
+MARKER = "geninf-run.json"
+#: The marker's format; a directory whose marker has another format is never replaced.
+RUN_FORMAT = "geninf-run/1"
+#: How many foreign entries a refusal names.
+_SHOWN = 3
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(folder: Path) -> Iterator[tuple[str, Path]]:
+    """Every regular file under ``folder`` (links not followed) but the marker, sorted."""
+    for top, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(top) / name
+            rel = path.relative_to(folder).as_posix()
+            if rel != MARKER and path.is_file() and not path.is_symlink():
+                yield rel, path
+
+
+def write_marker(
+    folder: PathLike,
+    files: dict[str, str] | None = None,
+    rewritten: Callable[[str], bool] | None = None,
+) -> None:
+    """Write the marker of ``folder``, listing the SHA-256 of every file in it; or, given the
+    marker's ``files``, those entries that ``rewritten`` rejects (as they were) and the files
+    now in ``folder`` that it accepts (their new digests) — a file that geninf did not write is
+    never added."""
+    folder = Path(folder)
+    if files is None or rewritten is None:
+        listed = {rel: _sha256(path) for rel, path in _files(folder)}
+    else:
+        listed = {rel: h for rel, h in files.items() if not rewritten(rel)}
+        listed.update({rel: _sha256(path) for rel, path in _files(folder) if rewritten(rel)})
+    marker = {"format": RUN_FORMAT, "files": dict(sorted(listed.items()))}
+    atomic_write_json(folder / MARKER, marker)
+
+
+def read_marker(folder: PathLike) -> dict[str, str] | None:
+    """The files (``{relative path: sha256}``) the marker of ``folder`` lists; None when
+    ``folder`` has no valid marker (none, a link, malformed, another format)."""
+    path = Path(folder) / MARKER
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = data.get("files") if isinstance(data, dict) else None
+    if data.get("format") != RUN_FORMAT or not isinstance(files, dict):
+        return None
+    return files if all(isinstance(v, str) for v in files.values()) else None
+
+
+def foreign_entries(
+    folder: PathLike,
+    files: dict[str, str],
+    *,
+    limit: int | None = None,
+    only: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """What ``folder`` holds that ``files`` does not list with the same content, sorted: a file
+    not listed (``name``), a listed file since changed (``name (changed)``), a link, a special
+    file, or a folder holding no listed file (``name/``, not descended).
+
+    Args:
+        folder: the directory to inspect (links in it are not followed).
+        files: the marker's ``{relative path: sha256}``.
+        limit: stop after this many entries.
+        only: consider only the relative paths it accepts.
+    """
+    folder = Path(folder)
+    parents = {p.as_posix() for rel in files for p in Path(rel).parents}
+    found: list[str] = []
+    for top, dirs, names in os.walk(folder):
+        rel_top = Path(top).relative_to(folder)
+        kept = []
+        for name in sorted(dirs):
+            rel = (rel_top / name).as_posix()
+            if rel in parents and not (Path(top) / name).is_symlink():
+                kept.append(name)
+            elif only is None or only(rel):
+                found.append(f"{rel}/")
+        dirs[:] = kept
+        for name in sorted(names):
+            rel, path = (rel_top / name).as_posix(), Path(top) / name
+            if rel == MARKER or (only is not None and not only(rel)):
+                continue
+            if path.is_symlink() or not path.is_file() or rel not in files:
+                found.append(rel)
+            elif _sha256(path) != files[rel]:
+                found.append(f"{rel} (changed)")
+        if limit is not None and len(found) >= limit:
+            return sorted(found)[:limit]
+    return sorted(found)
+
+
+def _names(entries: list[str]) -> str:
+    shown = ", ".join(entries[:_SHOWN])
+    return shown + (", …" if len(entries) > _SHOWN else "")
+
+
+def _protected(out: Path) -> str | None:
+    """Why the resolved path ``out`` is never replaced, or None."""
+    cwd = Path.cwd().resolve()
+    try:
+        home: Path | None = Path.home().resolve()
+    except (RuntimeError, KeyError):
+        home = None
+    if out == Path(out.anchor) or os.path.ismount(out):
+        return "a filesystem root" if out == Path(out.anchor) else "a mount point"
+    if out == cwd:
+        return "the current directory"
+    if _inside(cwd, out):
+        return "a parent of the current directory"
+    if home is not None and out == home:
+        return "your home directory"
+    if home is not None and _inside(home, out):
+        return "a parent of your home directory"
+    return None
+
+
+def _refusal(path: Path) -> str | None:
+    """Why the existing directory ``path`` may not be replaced, or None: it is a geninf run."""
+    tail = "geninf replaces only a run directory it made, even with --force: choose a new --out"
+    files = read_marker(path)
+    if files is None:
+        if (path / "config.json").is_file() and (path / "results.json").is_file():
+            return (
+                f"--out {path} is a run of an older geninf (it has no {MARKER}), which geninf "
+                "does not replace: delete it by hand or choose a new --out"
+            )
+        held = foreign_entries(path, {}, limit=_SHOWN + 1)
+        if not held:
+            return (
+                f"--out {path} is an empty directory geninf did not make; remove it (rmdir) or "
+                "choose a new --out"
+            )
+        return f"--out {path} is not a geninf run directory (it holds {_names(held)}); {tail}"
+    held = foreign_entries(path, files, limit=_SHOWN + 1)
+    if held:
+        return f"--out {path} holds files geninf did not write: {_names(held)}; {tail}"
+    return None
+
+
 class RunDir:
     """An output directory written through a staging directory (see the module docstring).
 
@@ -148,13 +316,16 @@ class RunDir:
 
     Args:
         path: the destination directory.
-        force: replace an existing destination.
+        force: replace an existing destination, if it is a run directory geninf made and
+            holds nothing else (see the module docstring).
         inputs: files the run reads; a destination that contains one is refused.
         enabled: False makes every write a no-op (the other ranks under ``torchrun``).
 
     Raises:
         InputError: the destination exists (without ``force``), is a file, holds an input,
-            cannot be created, or its name is not UTF-8 text (a report could not name it).
+            cannot be created, or its name is not UTF-8 text (a report could not name it); it
+            exists and is not an unchanged run directory of geninf, or is a place geninf never
+            replaces (the current or home directory, a parent of either, a root, a link).
     """
 
     def __init__(
@@ -192,13 +363,42 @@ class RunDir:
                     f"--out {self.path} holds the input {item}; write the result to another "
                     "directory (inputs are never overwritten)"
                 )
+        self._check_place(out)
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"--out {self.path} exists and is not a directory; choose another")
-        if self.path.exists() and not self.force:
+        if self.path.exists():
+            self._check_replaceable()
+            if not self.force:
+                raise InputError(
+                    f"--out {self.path} already exists; pass --force to replace it or choose "
+                    "another directory"
+                )
+
+    def _check_place(self, out: Path) -> None:
+        """Refuse a destination that is never replaced: see :func:`_protected`, a link, or a
+        name that is no new directory (``.``, ``..``)."""
+        why = _protected(out)
+        if why is not None:
             raise InputError(
-                f"--out {self.path} already exists; pass --force to replace it or choose "
-                "another directory"
+                f"--out {self.path} is {why}, which geninf never replaces (even with --force): "
+                "choose a new --out"
             )
+        if os.path.islink(self.path):
+            raise InputError(
+                f"--out {self.path} is a symbolic link (to {os.readlink(self.path)}), which "
+                "geninf never replaces: choose a new --out"
+            )
+        if self.path.name in ("", ".", ".."):
+            raise InputError(f"--out {self.path} names no new directory; choose a new --out")
+
+    def _check_replaceable(self, path: Path | None = None) -> None:
+        """Refuse an existing destination that is not a run directory geninf made, unchanged
+        (``path``: where it is now, if moved aside)."""
+        why = _refusal(path or self.path)
+        if why is not None:
+            if path is not None:
+                why = why.replace(f"--out {path}", f"--out {self.path}")
+            raise InputError(why)
 
     def _make_staging(self) -> Path:
         parent = self.path.parent
@@ -246,22 +446,30 @@ class RunDir:
         if not self.enabled or self.staging is None:
             return self.path
         staging, self.staging = self.staging, None
-        old = None
+        old, checked = None, False
         try:
-            if self.path.exists():
+            write_marker(staging)
+            if os.path.lexists(self.path):
                 if not self.force:  # appeared while we ran
                     raise InputError(f"--out {self.path} appeared while running; pass --force")
+                self._check_place(self.path.resolve())
+                self._check_replaceable()
                 old = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.old-"))
                 os.replace(self.path, old / "previous")
+                self._check_replaceable(old / "previous")  # nothing slipped in meanwhile
+                checked = True
             os.replace(staging, self.path)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-            if old is not None and (old / "previous").exists() and not self.path.exists():
+            if old is not None and (old / "previous").exists() and not os.path.lexists(self.path):
                 os.replace(old / "previous", self.path)
             raise
         finally:
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            if old is not None and checked:
+                shutil.rmtree(old, ignore_errors=True)  # only geninf's files, just checked
+            elif old is not None:
+                with contextlib.suppress(OSError):
+                    os.rmdir(old)  # kept (with what it holds) if it could not be put back
         return self.path
 
     def abort(self) -> None:

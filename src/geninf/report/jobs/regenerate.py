@@ -1,22 +1,36 @@
 """``geninf report RUN_DIR``: redraw a run's plots and rewrite its report from ``results.json``.
 
 Figures that need the models (Grad-CAM, scored images) are kept as the run drew them; every file
-is rewritten atomically, so an interrupted regeneration leaves the previous report in place.
+is rewritten atomically, so an interrupted regeneration leaves the previous report in place. Only
+a run directory with geninf's marker is regenerated, and only if each file ``report`` rewrites is
+one geninf wrote, unchanged; the marker then records the new files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
 from ..content import make_plots, write_report
-from ..rundir import atomic_write_json, atomic_write_text, read_json
+from ..rundir import (
+    MARKER,
+    atomic_write_json,
+    atomic_write_text,
+    foreign_entries,
+    read_json,
+    read_marker,
+    write_marker,
+)
 from .common import _order
 
 __all__ = ["regenerate_report"]
 
 _MODEL_FIGURES = ("plots/gradcam.png", "plots/top_examples.png")
+#: What ``geninf report`` may rewrite in a run directory.
+_REWRITES = re.compile(r"^(report\.md|report\.html|table\.md|results\.json|plots(/.*)?)$")
 
 
 def regenerate_report(run_dir: str) -> dict[str, Any]:
@@ -35,6 +49,43 @@ def regenerate_report(run_dir: str) -> dict[str, Any]:
     results = read_json(root / "results.json", "results file")
     if not isinstance(config, dict) or not isinstance(results, dict):
         raise InputError(f"{run_dir}: config.json and results.json must hold JSON objects")
+    files = _own_files(root, run_dir)
+    try:
+        results = _regenerate(root, config, results)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the files rewritten before the fault stay geninf's
+            write_marker(root, files, _rewritten)
+        raise
+    write_marker(root, files, _rewritten)
+    return results
+
+
+def _rewritten(rel: str) -> bool:
+    """Whether ``geninf report`` may rewrite the file (or folder) ``rel`` of a run."""
+    return _REWRITES.match(rel) is not None
+
+
+def _own_files(root: Path, run_dir: str) -> dict[str, str]:
+    """The run's marker; refuse a run without one, or whose files that ``report`` rewrites are
+    not all geninf's, unchanged (report never changes a file geninf did not write)."""
+    files = read_marker(root)
+    if files is None:
+        raise InputError(
+            f"{run_dir} has no {MARKER}: it is a run of an older geninf (or not a run), whose "
+            "files geninf does not rewrite; rerun the command that made it"
+        )
+    foreign = foreign_entries(root, files, limit=4, only=_rewritten)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+        raise InputError(
+            f"{run_dir} holds files that report would rewrite but geninf did not write: {shown}; "
+            "move them out of the run directory, then run geninf report again"
+        )
+    return files
+
+
+def _regenerate(root: Path, config: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    """Redraw the plots and rewrite the report files of the checked run ``root``."""
     if config.get("kind") == "bench":
         from .bench import experiment_result
 
