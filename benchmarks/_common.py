@@ -6,10 +6,10 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
+from _outputs import write_text
 from torch import nn
 
 from geninf.bench.datasets import load_dataset
@@ -66,12 +66,12 @@ def best_time(fn: Callable[[], Any], repeats: int = 5) -> float:
 
 
 def emit(result: dict[str, Any], path: str | None) -> None:
-    """Print ``result`` as JSON and, if ``path`` is given, write it there atomically."""
+    """Print ``result`` as JSON and, if ``path`` is given, write it there atomically.
+
+    The file is written under the rule of :mod:`_outputs`: never over a file that the benchmark
+    suite did not write.
+    """
     text = json.dumps(result, indent=2)
     print(text)
     if path:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(target)
+        write_text(path, text + "\n")

@@ -71,6 +71,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import emit, versions
+from _outputs import claim, save_figure, write_text
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -722,7 +723,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     bx.set_title("Speed-up of GIF over retraining (>1: GIF faster)", fontsize=9)
     bx.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -992,13 +993,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run every size and seed, fit the model, write the JSON, the plot and the tables."""
     args = parse_args(argv)
+    claim(args.out, Path(args.out).with_suffix(".png"), Path(args.out).with_suffix(".md"))
     if args.replot:
         out = Path(args.out)
         result = json.loads(out.read_text())
         result["verdict"] = verdict(result)
         emit_quiet(result, out)
         plot(result, out.with_suffix(".png"))
-        out.with_suffix(".md").write_text(markdown(result))
+        write_text(out.with_suffix(".md"), markdown(result))
         print(out.with_suffix(".md").read_text())
         return
     torch.set_num_threads(args.threads)
@@ -1085,7 +1087,7 @@ def main(argv: list[str] | None = None) -> None:
     result["verdict"] = verdict(result)
     emit_quiet(result, out)
     plot(result, out.with_suffix(".png"))
-    out.with_suffix(".md").write_text(markdown(result))
+    write_text(out.with_suffix(".md"), markdown(result))
     print(out.with_suffix(".md").read_text())
 
 

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 from _common import versions
+from _outputs import claim, write_text
 
 from geninf.bench import build_model, load_dataset, train_model
 from geninf.bench.unlearning_metrics import (
@@ -214,6 +215,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 seeds, 10 epochs: a smoke run")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
+    claim(args.out, Path(args.out).with_suffix(".md"))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -251,10 +253,9 @@ def main() -> None:
     }
     result["wall_time"] = time.perf_counter() - start
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2)
-    out.write_text(text + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+    write_text(out, text + "\n")
+    write_text(out.with_suffix(".md"), markdown(result))
     print(text)
 
 

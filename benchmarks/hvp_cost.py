@@ -16,6 +16,7 @@ import time
 
 import torch
 from _common import best_time, cifar_shaped, embedded, emit, model, versions
+from _outputs import claim
 
 from geninf import ParameterSubset
 from geninf.functional import FunctionalModel
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--quick", action="store_true", help="MLP and CNN only")
     args = ap.parse_args()
+    claim(args.out)
     all_methods = [m.value for m in HVPMethod]
     no_linearize = [m for m in all_methods if m != "linearize"]  # its set-up is minutes here
     splits, digits = embedded("digits", 1000, flatten=True)

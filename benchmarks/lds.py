@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import versions
+from _outputs import claim, save_figure, write_text
 from scipy.stats import spearmanr
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
@@ -393,7 +394,7 @@ def plot(result, path):
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main():
@@ -409,6 +410,7 @@ def main():
         "--threads", type=int, help="torch threads (1 is fastest on a shared, busy machine)"
     )
     args = ap.parse_args()
+    claim(*(Path(args.out) / f"lds.{ext}" for ext in ("json", "md", "png")))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -441,10 +443,9 @@ def main():
     result["wall_time"] = time.perf_counter() - start
     result["cache_hits"] = sum(r["cache_hit"] for runs in per_seed.values() for r in runs)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2)
-    (out / "lds.json").write_text(text + "\n")
-    (out / "lds.md").write_text(markdown(result))
+    write_text(out / "lds.json", text + "\n")
+    write_text(out / "lds.md", markdown(result))
     plot(result, out / "lds.png")
     print(text)
 

@@ -16,6 +16,7 @@ import sys
 import textwrap
 
 from _common import emit, versions
+from _outputs import claim
 
 CHILD = textwrap.dedent(
     """
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--width", type=float, default=1.0)
     args = ap.parse_args()
+    claim(args.out)
     rows = {}
     for what in ("gradient", "reverse", "reverse_cached", "forward_over_reverse"):
         out = subprocess.run(

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import versions
+from _outputs import claim, save_figure, write_text
 
 from geninf import select
 from geninf.bench import build_model, evaluate, load_dataset, train_model
@@ -185,7 +186,7 @@ def plot(result: dict, path: Path) -> None:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main() -> None:
@@ -199,6 +200,7 @@ def main() -> None:
         "--threads", type=int, help="torch threads (1 is fastest on a shared, busy machine)"
     )
     args = ap.parse_args()
+    claim(*(Path(args.out) / f"mislabel.{ext}" for ext in ("json", "md", "png")))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -226,10 +228,9 @@ def main() -> None:
     }
     result["wall_time"] = time.perf_counter() - start
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2)
-    (out / "mislabel.json").write_text(text + "\n")
-    (out / "mislabel.md").write_text(markdown(result))
+    write_text(out / "mislabel.json", text + "\n")
+    write_text(out / "mislabel.md", markdown(result))
     plot(result, out / "mislabel.png")
     print(text)
 

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from _common import best_time, embedded, emit, model, versions
+from _outputs import claim, write_text
 from torch.profiler import ProfilerActivity, profile
 
 from geninf import ParameterSubset
@@ -338,6 +339,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/profile_hvp.json")
     ap.add_argument("--quick", action="store_true", help="250 examples, 2 repeats")
     args = ap.parse_args()
+    claim(args.out, Path(args.out).with_suffix(".md"))
     if args.quick:
         args.examples, args.repeats = 250, 2
     torch.set_num_threads(args.threads)
@@ -390,7 +392,7 @@ def main() -> None:
     result["findings"] = findings(result)
     out = Path(args.out)
     emit(result, str(out))
-    out.with_suffix(".md").write_text(markdown(result))
+    write_text(out.with_suffix(".md"), markdown(result))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import best_time, embedded, emit, model, versions  # noqa: E402
+from _outputs import claim  # noqa: E402
 
 import geninf  # noqa: E402
 from geninf.linalg import HessianOperator  # noqa: E402
@@ -93,6 +94,7 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    claim(args.out)
     torch.set_num_threads(2)
     ref = _run(torch.float64, args.examples, 0)
     one = _run(torch.float32, args.examples, args.repeats)

@@ -9,7 +9,8 @@ of each with the command that produced it. A benchmark not run this time keeps t
 earlier ``summary.json`` in ``OUT`` (or, without one, is read from its JSON file if present and
 marked as such). ``--quick`` passes small sizes to every script (a smoke run of a few minutes;
 send it to another folder, e.g. ``--out /tmp/bench-quick``). The full suite takes hours on
-2 CPU cores (solver_cost alone about an hour).
+2 CPU cores (solver_cost alone about an hour). No script writes over a file the suite did not
+write (see ``_outputs.py``); a refusal is found before anything runs.
 
 Default suite (``--only`` takes these names; ``solver_cost`` means both of its runs):
 hvp_cost, solver_cost_mlp, solver_cost_cnn, memory, ranks, selection_timing,
@@ -31,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from _outputs import check_folder, claim, open_log, write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -254,7 +257,6 @@ def run_one(bench: Bench, out_dir: Path, quick: bool, timeout: float | None) -> 
     """Run one benchmark as a subprocess; its output goes to ``OUT/logs/NAME.log``."""
     argv = bench.command(out_dir, quick)
     log = out_dir / "logs" / f"{bench.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     if bench.threads is not None:
@@ -262,7 +264,7 @@ def run_one(bench: Bench, out_dir: Path, quick: bool, timeout: float | None) -> 
     shown = (f"OMP_NUM_THREADS={bench.threads} " if bench.threads else "") + shlex.join(argv)
     print(f"== {bench.name}: {shown}", flush=True)
     start = time.perf_counter()
-    with open(log, "w") as fh:
+    with open_log(log) as fh:
         fh.write(f"$ {shown}\n")
         fh.flush()
         try:
@@ -362,7 +364,7 @@ def write_summary(out_dir: Path, ran: dict[str, dict[str, Any]], argv: list[str]
         "last_invocation": shlex.join(["python", "benchmarks/run_all.py", *argv]),
         "benchmarks": entries,
     }
-    path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_text(path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
@@ -393,10 +395,15 @@ def main(argv: list[str] | None = None) -> int:
             prefix = f"OMP_NUM_THREADS={b.threads} " if b.threads else ""
             print(prefix + shlex.join(b.command(out_dir, args.quick)))
         return 0
+    check_folder(out_dir)
+    claim(out_dir / "summary.json")
     if args.summary_only:
         print(f"== summary: {_rel(write_summary(out_dir, {}, argv))}")
         return 0
-    out_dir.mkdir(parents=True, exist_ok=True)
+    for b in benches:  # each script checks its own outputs again, with the .md and .png
+        claim(out_dir / "logs" / f"{b.name}.log")
+        if b.output.endswith(".json"):
+            claim(out_dir / b.output)
     start = time.perf_counter()
     ran = {b.name: run_one(b, out_dir, args.quick, args.timeout) for b in benches}
     path = write_summary(out_dir, ran, argv)

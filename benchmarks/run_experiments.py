@@ -43,6 +43,9 @@ from geninf.bench.experiments import (
     write_outputs,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _outputs import check_folder, claim, record  # noqa: E402
+
 EXPERIMENTS = {
     "class-removal": ("class_removal", ClassRemovalConfig, run_class_removal),
     "selection": ("selection_criteria", SelectionConfig, run_selection_criteria),
@@ -105,14 +108,31 @@ def make_config(name: str, args: argparse.Namespace) -> Any:
     return dataclasses.replace(cls(), **over)
 
 
+def claim_folder(folder: Path) -> None:
+    """Check what ``write_outputs`` may replace in ``folder``: results.json, table.md, PNGs."""
+    plots = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    claim(folder / "results.json", folder / "table.md", *plots)
+
+
+def write_checked(result: Any, folder: Path) -> dict[str, Any]:
+    """``write_outputs`` under ``_outputs``' rule: never over a file the suite did not write."""
+    claim_folder(folder)
+    paths = write_outputs(result, folder)
+    record([paths["json"], paths["markdown"], *paths["plots"]])
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
+    check_folder(args.out)
+    for name in names:
+        claim_folder(Path(args.out) / EXPERIMENTS[name][0])
     if args.replot:
         for name in names:
             folder = Path(args.out) / EXPERIMENTS[name][0]
             data = json.loads((folder / "results.json").read_text())
-            paths = write_outputs(RESULTS[name].from_dict(data), folder)
+            paths = write_checked(RESULTS[name].from_dict(data), folder)
             print(f"== {name}: redrawn {paths['markdown']} and {len(paths['plots'])} plots")
         return 0
     configs = {name: make_config(name, args) for name in names}  # validate every flag first
@@ -120,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         folder, _, run = EXPERIMENTS[name]
         start = time.perf_counter()
         result = run(configs[name])
-        paths = write_outputs(result, Path(args.out) / folder)
+        paths = write_checked(result, Path(args.out) / folder)
         seconds = time.perf_counter() - start
         print(f"== {name}: {seconds:.1f} s wall ({len(result.seeds)} seeds) -> {paths['markdown']}")
         print(Path(paths["markdown"]).read_text())

@@ -14,10 +14,10 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _outputs import claim, write_text
 from torch import nn
 
 from geninf.selection import select_with_summary
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", help="also write the JSON to this file")
     args = parser.parse_args()
+    claim(args.out)
     torch.set_num_threads(2)
     torch.manual_seed(0)
     train_data, test_data = load_mnist()
@@ -122,9 +123,7 @@ def main() -> None:
     text = json.dumps(out, indent=1, ensure_ascii=False)
     print(text)
     if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
+        write_text(args.out, text + "\n")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 
 import torch
 from _common import emit, versions
+from _outputs import claim
 
 from geninf import ParameterSubset
 from geninf.bench.datasets import load_dataset
@@ -130,6 +131,7 @@ def main() -> None:
         "--epochs", type=int, default=None, help="training epochs (default 30 MLP, 5 CNN)"
     )
     args = ap.parse_args()
+    claim(args.out)
     dtype = getattr(torch, args.dtype)
     settings = {
         "mlp": (

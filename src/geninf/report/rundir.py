@@ -14,7 +14,8 @@ SHA-256. A destination without a valid marker, or holding anything the marker do
 with the same content (a file the user added or edited, a link, an empty folder of their own),
 is refused even with ``force``, naming what was found; so are the current directory and its
 parents, the home directory and its parents, a filesystem root or mount point, the parent of an
-input and a symbolic link. Nothing geninf did not write is ever deleted or changed.
+input and a symbolic link. Nothing geninf did not write is ever deleted or changed. The marker
+is written and checked by :mod:`geninf.report.manifest`.
 
 Single files that are rewritten in place (``geninf report`` regenerating ``report.md``) go
 through :func:`atomic_write`: a temporary file in the same directory and ``os.replace``.
@@ -23,17 +24,30 @@ through :func:`atomic_write`: a temporary file in the same directory and ``os.re
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .atomic import (
+    PathLike,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
+from .manifest import (
+    MARKER,
+    RUN_FORMAT,
+    foreign_entries,
+    read_marker,
+    replace_refusal,
+    write_marker,
+)
 
 __all__ = [
     "MARKER",
@@ -48,76 +62,6 @@ __all__ = [
     "versions",
     "write_marker",
 ]
-
-PathLike = str | os.PathLike[str]
-
-
-def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``.
-
-    The temporary file is removed if ``write`` fails (an error, a full disk, Ctrl-C); ``path``
-    is then unchanged. An :class:`OSError` of the temporary file is raised again naming ``path``
-    (the temporary name means nothing to the user).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        _discard(tmp)
-        if exc.errno is not None and exc.filename in (None, tmp):
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-        raise
-    except BaseException:
-        _discard(tmp)
-        raise
-    return path
-
-
-def _discard(tmp: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(tmp)
-
-
-def atomic_write_text(path: PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically.
-
-    A lone surrogate in ``text`` (a path given as bytes that are not UTF-8, decoded by Python
-    with ``surrogateescape``) is written as its escape (``\\udce9``), so the file stays UTF-8.
-    """
-    return atomic_write(
-        path,
-        lambda tmp: Path(tmp).write_text(text, encoding="utf-8", errors="backslashreplace"),
-    )
-
-
-def dumps_json(obj: Any) -> str:
-    """Strict JSON (no NaN or infinity), indented, with a final newline."""
-    return json.dumps(obj, indent=2, allow_nan=False) + "\n"
-
-
-def atomic_write_json(path: PathLike, obj: Any) -> Path:
-    """Write ``obj`` as strict JSON to ``path`` atomically."""
-    return atomic_write_text(path, dumps_json(obj))
-
-
-def read_json(path: PathLike, what: str = "file") -> Any:
-    """Read a JSON file; a missing or malformed file is an :class:`InputError` (one line)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{what} {path} is not valid JSON: {exc}") from None
 
 
 def versions() -> dict[str, str]:
@@ -151,117 +95,6 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
-# -------------------------------------------------------------------------- run marker
-#: The file that marks a directory as a geninf run; it lists every file the run wrote.
-MARKER = "geninf-run.json"
-#: The marker's format; a directory whose marker has another format is never replaced.
-RUN_FORMAT = "geninf-run/1"
-#: How many foreign entries a refusal names.
-_SHOWN = 3
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _files(folder: Path) -> Iterator[tuple[str, Path]]:
-    """Every regular file under ``folder`` (links not followed) but the marker, sorted."""
-    for top, dirs, names in os.walk(folder):
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(top) / name
-            rel = path.relative_to(folder).as_posix()
-            if rel != MARKER and path.is_file() and not path.is_symlink():
-                yield rel, path
-
-
-def write_marker(
-    folder: PathLike,
-    files: dict[str, str] | None = None,
-    rewritten: Callable[[str], bool] | None = None,
-) -> None:
-    """Write the marker of ``folder``, listing the SHA-256 of every file in it; or, given the
-    marker's ``files``, those entries that ``rewritten`` rejects (as they were) and the files
-    now in ``folder`` that it accepts (their new digests) — a file that geninf did not write is
-    never added."""
-    folder = Path(folder)
-    if files is None or rewritten is None:
-        listed = {rel: _sha256(path) for rel, path in _files(folder)}
-    else:
-        listed = {rel: h for rel, h in files.items() if not rewritten(rel)}
-        listed.update({rel: _sha256(path) for rel, path in _files(folder) if rewritten(rel)})
-    marker = {"format": RUN_FORMAT, "files": dict(sorted(listed.items()))}
-    atomic_write_json(folder / MARKER, marker)
-
-
-def read_marker(folder: PathLike) -> dict[str, str] | None:
-    """The files (``{relative path: sha256}``) the marker of ``folder`` lists; None when
-    ``folder`` has no valid marker (none, a link, malformed, another format)."""
-    path = Path(folder) / MARKER
-    if path.is_symlink() or not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    files = data.get("files") if isinstance(data, dict) else None
-    if data.get("format") != RUN_FORMAT or not isinstance(files, dict):
-        return None
-    return files if all(isinstance(v, str) for v in files.values()) else None
-
-
-def foreign_entries(
-    folder: PathLike,
-    files: dict[str, str],
-    *,
-    limit: int | None = None,
-    only: Callable[[str], bool] | None = None,
-) -> list[str]:
-    """What ``folder`` holds that ``files`` does not list with the same content, sorted: a file
-    not listed (``name``), a listed file since changed (``name (changed)``), a link, a special
-    file, or a folder holding no listed file (``name/``, not descended).
-
-    Args:
-        folder: the directory to inspect (links in it are not followed).
-        files: the marker's ``{relative path: sha256}``.
-        limit: stop after this many entries.
-        only: consider only the relative paths it accepts.
-    """
-    folder = Path(folder)
-    parents = {p.as_posix() for rel in files for p in Path(rel).parents}
-    found: list[str] = []
-    for top, dirs, names in os.walk(folder):
-        rel_top = Path(top).relative_to(folder)
-        kept = []
-        for name in sorted(dirs):
-            rel = (rel_top / name).as_posix()
-            if rel in parents and not (Path(top) / name).is_symlink():
-                kept.append(name)
-            elif only is None or only(rel):
-                found.append(f"{rel}/")
-        dirs[:] = kept
-        for name in sorted(names):
-            rel, path = (rel_top / name).as_posix(), Path(top) / name
-            if rel == MARKER or (only is not None and not only(rel)):
-                continue
-            if path.is_symlink() or not path.is_file() or rel not in files:
-                found.append(rel)
-            elif _sha256(path) != files[rel]:
-                found.append(f"{rel} (changed)")
-        if limit is not None and len(found) >= limit:
-            return sorted(found)[:limit]
-    return sorted(found)
-
-
-def _names(entries: list[str]) -> str:
-    shown = ", ".join(entries[:_SHOWN])
-    return shown + (", …" if len(entries) > _SHOWN else "")
-
-
 def _protected(out: Path) -> str | None:
     """Why the resolved path ``out`` is never replaced, or None."""
     cwd = Path.cwd().resolve()
@@ -279,29 +112,6 @@ def _protected(out: Path) -> str | None:
         return "your home directory"
     if home is not None and _inside(home, out):
         return "a parent of your home directory"
-    return None
-
-
-def _refusal(path: Path) -> str | None:
-    """Why the existing directory ``path`` may not be replaced, or None: it is a geninf run."""
-    tail = "geninf replaces only a run directory it made, even with --force: choose a new --out"
-    files = read_marker(path)
-    if files is None:
-        if (path / "config.json").is_file() and (path / "results.json").is_file():
-            return (
-                f"--out {path} is a run of an older geninf (it has no {MARKER}), which geninf "
-                "does not replace: delete it by hand or choose a new --out"
-            )
-        held = foreign_entries(path, {}, limit=_SHOWN + 1)
-        if not held:
-            return (
-                f"--out {path} is an empty directory geninf did not make; remove it (rmdir) or "
-                "choose a new --out"
-            )
-        return f"--out {path} is not a geninf run directory (it holds {_names(held)}); {tail}"
-    held = foreign_entries(path, files, limit=_SHOWN + 1)
-    if held:
-        return f"--out {path} holds files geninf did not write: {_names(held)}; {tail}"
     return None
 
 
@@ -394,7 +204,7 @@ class RunDir:
     def _check_replaceable(self, path: Path | None = None) -> None:
         """Refuse an existing destination that is not a run directory geninf made, unchanged
         (``path``: where it is now, if moved aside)."""
-        why = _refusal(path or self.path)
+        why = replace_refusal(path or self.path)
         if why is not None:
             if path is not None:
                 why = why.replace(f"--out {path}", f"--out {self.path}")
