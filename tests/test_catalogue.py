@@ -948,6 +948,81 @@ def _(ctx: Ctx) -> None:
     geninf.relabel(model, loss, retain, (torch.tensor([0]), torch.tensor([1])), method="scrub")
 
 
+# =================================================================== CLI: your own data (Y)
+def _npz(ctx: Ctx, **arrays: Any) -> str:
+    import numpy as np
+
+    path = ctx.tmp / "data.npz"
+    np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
+    return f"npz:{path}"
+
+
+def _images(ctx: Ctx, counts: dict[str, int], odd: str | None = None) -> str:
+    """``TMP/img/<class>/NN.png`` (5×4 grayscale); ``odd`` names a 6×4 image added last."""
+    import numpy as np
+    from PIL import Image
+
+    for name, n in counts.items():
+        (ctx.tmp / "img" / name).mkdir(parents=True)
+        for i in range(n):
+            image = Image.fromarray(np.zeros((4, 5), np.uint8))
+            image.save(ctx.tmp / "img" / name / f"{i:02d}.png")
+    if odd:
+        Image.fromarray(np.zeros((4, 6), np.uint8)).save(ctx.tmp / "img" / odd)
+    return f"folder:{ctx.tmp / 'img'}"
+
+
+def _factory(ctx: Ctx, body: str) -> str:
+    name = f"catalogue_data_{abs(hash(str(ctx.tmp))) % 10**8}"
+    ctx.file(f"{name}.py", body)
+    ctx.monkeypatch.syspath_prepend(str(ctx.tmp))
+    return f"{name}:load"
+
+
+row("Y01", 2, "does not exist or is not a file; npz:PATH needs a .npz file with arrays x")(
+    lambda ctx: _train_on(ctx, f"npz:{ctx.tmp / 'none.npz'}")
+)
+row("Y02", 2, "has no array 'y'; a data .npz needs x (inputs) and y (integer labels)")(
+    lambda ctx: _train_on(ctx, _npz(ctx, x=[[0.0, 1.0]] * 6))
+)
+row("Y03", 2, "has no column 'label' (its columns: a, b); name the label column with csv:")(
+    lambda ctx: _train_on(ctx, "csv:" + str(ctx.file("t.csv", "a,b\n1,0\n2,1\n")))
+)
+row("Y04", 2, "labels must be integers from 0 (classes 0..K-1, each in y); y holds 3 classes")(
+    lambda ctx: _train_on(ctx, _npz(ctx, x=[[0.0]] * 9, y=[1, 2, 3] * 3))
+)
+row("Y05", 2, "y holds 0.5; labels must be integer classes 0..K-1")(
+    lambda ctx: _train_on(ctx, _npz(ctx, x=[[0.0]] * 4, y=[0, 1, 0.5, 1]))
+)
+row("Y06", 2, "/b/big.png is 6×4 pixels but")(
+    lambda ctx: _train_on(ctx, _images(ctx, {"a": 3, "b": 3}, odd="b/big.png"))
+)
+row("Y07", 2, "/img/b holds no PNG or JPEG image; add images or remove the folder")(
+    lambda ctx: _train_on(ctx, _images(ctx, {"a": 3, "b": 0}))
+)
+row("Y08", 2, "raised ValueError: no data today; fix the factory (call it in Python, or rerun")(
+    lambda ctx: _train_on(ctx, _factory(ctx, "def load():\n    raise ValueError('no data today')"))
+)
+row("Y09", 2, "returned a list of 2 items; return a dict with x and y (optionally x_val, y_val")(
+    lambda ctx: _train_on(ctx, _factory(ctx, "def load():\n    return [1, 2]\n"))
+)
+row("Y10", 2, "mnist-aug:N needs N a multiple of 5000 from 5000 to 1000000")(
+    lambda ctx: _train_on(ctx, "mnist-aug:123")
+)
+
+
+@row("Y11", 2, "; pass --data npz:PATH with its current location")
+def _(ctx: Ctx) -> list[str]:
+    import numpy as np
+
+    ctx.monkeypatch.chdir(ctx.tmp)
+    np.savez("d.npz", x=np.eye(40, 3), y=np.arange(40) % 2)
+    train = ["train", "--data", "npz:d.npz", "--model", "mlp", "--epochs", "1", "--quiet"]
+    assert main([*train, "--out", "run"]) == 0
+    Path("d.npz").rename("moved.npz")
+    return ["score", "--checkpoint", "run", "--out", str(ctx.out), "--quiet"]
+
+
 # ================================================================================= the tests
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -1,19 +1,30 @@
 """What a data spec string names, and reading it as :class:`~geninf.bench.datasets_files.RawData`.
 
-A spec is a registered name, with its argument after ``:`` where it takes one: ``digits``,
-``mnist5k`` (embedded), ``mnist-aug:N`` or ``mnist-aug:N:SEED`` (deformed copies of ``mnist5k``,
-:mod:`geninf.bench.augment`), ``cifar10:PATH``, ``mnist:PATH``, ``svhn:PATH`` (local files,
-:mod:`geninf.bench.datasets_files`).
+A spec is resolved by the first rule that matches:
+
+1. ``npz:PATH``, ``folder:PATH``, ``csv:PATH`` or ``csv:PATH#COLUMN`` — the user's files
+   (:mod:`geninf.bench.user_data`);
+2. a registered name, with its argument after ``:`` where it takes one: ``digits``,
+   ``mnist5k`` (embedded), ``mnist-aug:N`` or ``mnist-aug:N:SEED`` (deformed copies of
+   ``mnist5k``, :mod:`geninf.bench.augment`), ``cifar10:PATH``, ``mnist:PATH``, ``svhn:PATH``
+   (local files, :mod:`geninf.bench.datasets_files`);
+3. ``package.module:factory`` — a function, called without arguments, that returns the data
+   (dotted Python names on both sides of one ``:``; see
+   :func:`geninf.bench.user_data.read_factory`).
+
+So a registered name always wins: a module whose top-level name is a data set name (``mnist``)
+cannot serve as a data factory; rename or nest it (``mypkg.mnist:load``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 
 from ..errors import DataError, InputError
-from . import augment
+from . import augment, user_data
 from . import datasets_files as files
 
 __all__ = ["DatasetName", "read_spec"]
@@ -50,10 +61,26 @@ _FROM_FILES: dict[DatasetName, Callable[[Path], files.RawData]] = {
     DatasetName.SVHN: files.read_svhn,
 }
 _ALIASES = {"cifar-10": "cifar10", "mnist-5k": "mnist5k", "sklearn-digits": "digits"}
+_USER = ("npz", "folder", "csv")
+_DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_FACTORY = re.compile(rf"{_DOTTED}:{_DOTTED}")
 
 
 def _valid() -> str:
-    return "digits, mnist5k, mnist-aug:N, cifar10:PATH, mnist:PATH, svhn:PATH"
+    return (
+        "digits, mnist5k, mnist-aug:N, cifar10:PATH, mnist:PATH, svhn:PATH, npz:PATH, "
+        "folder:PATH, csv:PATH[#LABEL_COLUMN] or package.module:factory"
+    )
+
+
+def _read_user(kind: str, rest: str, spec: str) -> files.RawData:
+    if not rest:
+        raise InputError(f"data spec {spec!r} needs a path: write {kind}:PATH")
+    if kind == "csv":
+        path, _, column = rest.partition("#")
+        return user_data.read_csv(path, label_column=column or "label", spec=spec)
+    reader = user_data.read_npz if kind == "npz" else user_data.read_folder
+    return reader(rest, spec=spec)
 
 
 def _read_mnist_aug(arg: str, spec: str) -> files.RawData:
@@ -92,7 +119,7 @@ def _read_registered(name: DatasetName, arg: str, root: str | Path | None, spec:
 
 
 def read_spec(spec: str, root: str | Path | None = None) -> files.RawData:
-    """Read the data set ``spec`` names (see the module docstring).
+    """Read the data set ``spec`` names (the rules are in the module docstring).
 
     Args:
         spec: The data spec.
@@ -110,10 +137,16 @@ def read_spec(spec: str, root: str | Path | None = None) -> files.RawData:
         )
     head, _, rest = spec.strip().partition(":")
     kind = head.strip().lower()
+    if kind in _USER:
+        if root is not None:
+            raise InputError(f"{kind}:PATH takes its path in the spec, not root={root!r}")
+        return _read_user(kind, rest, spec)
     try:
         name = DatasetName(_ALIASES.get(kind, kind))
     except ValueError:
         name = None
     if name is not None:
         return _read_registered(name, rest, root, spec)
+    if _FACTORY.fullmatch(spec.strip()):
+        return user_data.read_factory(spec.strip())
     raise InputError(f"unknown data set {spec!r}; expected one of {_valid()}")

@@ -166,7 +166,11 @@ def _checkpoint_options(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="run directory, .safetensors file, or .pt state dict",
     )
-    g.add_argument("--data", help="data spec (default: the checkpoint's record)")
+    g.add_argument(
+        "--data",
+        metavar="SPEC",
+        help="data spec, as for train (default: the checkpoint's record)",
+    )
     g.add_argument("--model", help="model name or package.module:factory (for a .pt file)")
     g.add_argument("--width", type=float, help="width multiplier (for a .pt file)")
 
@@ -232,7 +236,12 @@ def _add_train(sub: Any) -> None:
     )
     g = p.add_argument_group("training")
     g.add_argument(
-        "--data", required=True, help="digits, mnist5k, cifar10:PATH, mnist:PATH or svhn:PATH"
+        "--data",
+        required=True,
+        metavar="SPEC",
+        help="digits, mnist5k, mnist-aug:N (embedded); cifar10:PATH, mnist:PATH, svhn:PATH; your "
+        "own: npz:FILE (arrays x, y), folder:DIR (a subfolder of images per class), "
+        "csv:FILE[#LABEL_COLUMN] (default column label), package.module:factory (docs/cli.md)",
     )
     g.add_argument(
         "--model",
@@ -335,7 +344,7 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--seeds", type=_positive_int, help="run seeds 0..N-1 (default 5)")
     p.add_argument("--quick", action="store_true", help="a fast sanity run (2 seeds, less work)")
     g = p.add_argument_group("experiment settings (override the defaults)")
-    g.add_argument("--data", help="digits, mnist5k or cifar10:PATH")
+    g.add_argument("--data", metavar="SPEC", help="data spec, as for train (e.g. mnist-aug:20000)")
     g.add_argument("--model", help="model name")
     g.add_argument("--width", type=float, help="width multiplier")
     g.add_argument("--epochs", type=_positive_int, help="training epochs")

@@ -48,6 +48,7 @@ def load_data(info: dict[str, Any]) -> Splits:
     data = info.get("data") or {}
     if not data.get("spec"):
         raise InputError("the checkpoint does not say which data it was trained on; pass --data")
+    _check_user_files(str(data["spec"]))
     splits = load_dataset(
         data["spec"],
         seed=int(data.get("seed", 0)),
@@ -69,6 +70,20 @@ def load_data(info: dict[str, Any]) -> Splits:
             f"{arch['num_classes']} outputs; pass the --data it was trained on"
         )
     return splits
+
+
+def _check_user_files(spec: str) -> None:
+    """A user's data file recorded with a relative path may not be where a later command runs:
+    say so, and how to point at it (``--data``)."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind.strip().lower() not in ("npz", "csv", "folder"):
+        return
+    path = Path(rest.partition("#")[0] if kind.strip().lower() == "csv" else rest).expanduser()
+    if not path.exists():
+        raise InputError(
+            f"the data {spec} is not there: {path} does not exist (from {Path.cwd()}); pass "
+            f"--data {kind}:PATH with its current location"
+        )
 
 
 def read_indices(path: str | Path, size: int, what: str = "indices") -> Tensor:
