@@ -387,7 +387,7 @@ def _(ctx: Ctx) -> None:
     geninf.remove(model, loss, retain, forget, method="finetune", lerning_rate=0.1)
 
 
-@row("E34", InputError, "schedule='paper' chooses the step size and count on validation data")
+@row("E34", InputError, "schedule='paper' chooses the step on validation data")
 def _(ctx: Ctx) -> None:
     model, loss, retain, forget = tiny()
     geninf.remove(model, loss, retain, forget, schedule="paper")

@@ -252,7 +252,7 @@ def test_the_test_split_is_read_only_after_editing(monkeypatch, experiment):
         (tiny_class_removal, {"budget_ratio": 0.3}, "budget_ratio"),
         (tiny_class_removal, {"schedules": ("cosine",)}, "unknown schedules"),
         (tiny_class_removal, {"epochs": 0}, "epochs must be an int >= 1"),
-        (tiny_class_removal, {"damping": -1.0}, "damping must be a number >= 0"),
+        (tiny_class_removal, {"damping": -1.0}, "damping must be a finite number >= 0"),
         (tiny_selection, {"criteria": ("best",)}, "unknown criteria"),
         (tiny_backdoor, {"poison_rate": 1.5}, "poison_rate"),
         (tiny_backdoor, {"recoveries": ("forget",)}, "unknown recoveries"),

@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
 
-from .errors import DataError, DeterminismError
+from .errors import DataError, DeterminismError, InputError
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Batches", "as_batches"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Batches", "as_batches", "stratified_sample"]
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -157,3 +157,33 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, tuple | list):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
+
+
+def stratified_sample(targets: Tensor, size: int, *, generator: torch.Generator) -> Tensor:
+    """Pick ``size`` indices keeping class proportions (largest-remainder rounding).
+
+    Returns all indices (shuffled) when ``size >= len(targets)``.
+
+    Raises:
+        InputError: ``size`` is not positive.
+    """
+    n = int(targets.shape[0])
+    if size <= 0:
+        raise InputError(f"the sample size must be positive, got {size}")
+    if size >= n:
+        return _shuffle(torch.arange(n), generator)
+    classes, counts = torch.unique(targets, return_counts=True)
+    exact = counts.double() * size / n
+    quota = exact.floor().long()
+    remainder = size - int(quota.sum())
+    order = torch.argsort(exact - quota.double(), descending=True, stable=True)
+    quota[order[:remainder]] += 1
+    chosen = []
+    for c, q in zip(classes.tolist(), quota.tolist(), strict=True):
+        members = torch.nonzero(targets == c).flatten()
+        chosen.append(members[torch.randperm(members.numel(), generator=generator)[:q]])
+    return _shuffle(torch.cat(chosen), generator)
+
+
+def _shuffle(indices: Tensor, generator: torch.Generator) -> Tensor:
+    return indices[torch.randperm(indices.numel(), generator=generator)]

@@ -7,11 +7,11 @@ images, split 70/15/15 into train / validation / test):
 2. remove every training example of one class with :func:`geninf.edit.remove`:
    GIF on 5% of each layer (Highest-k gradients), freezing and projecting on the same subset, the
    original influence function on all parameters, and fine-tuning / gradient ascent given the
-   compute GIF spent (example-gradient evaluations). Every influence method uses the ``paper``
-   schedule: the direction is normalized and its step norm γ and count k are chosen on the
-   validation F1 (never on test data). The Hessian is the mean-loss Hessian over a stratified
-   sample of ``hessian_examples`` retained examples (the stochastic estimate the paper uses);
-   with the ``paper`` schedule only the direction matters, so the sample changes no scale;
+   compute GIF spent (example-gradient evaluations). Every method runs at the library defaults
+   (:data:`geninf.defaults.EDIT_DEFAULTS`): the step search and ``damping="auto"`` choose on
+   the validation F1 (never on test data). The Hessian is the mean-loss Hessian over a
+   stratified sample of ``hessian_examples`` retained examples (``hessian_examples=`` of
+   :func:`geninf.edit.remove`; the Newton scale keeps the full counts);
 3. retrain from scratch without the class (the reference), also cached;
 4. report on the test split: accuracy on the other classes, self accuracy on the removed
    training examples, F1, agreement with the retrained model's predictions, time and compute;
@@ -31,10 +31,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .bench.datasets import load_dataset, stratified_sample
+from .bench.datasets import load_dataset
 from .bench.metrics import class_removal_metrics, distance_to_reference
 from .bench.models import build_model, num_parameters
 from .bench.training import train_cached, train_model
+from .defaults import EDIT_DEFAULTS
 from .distributed import is_main_process
 from .edit import ClassRemovalValidation, remove
 from .errors import ConvergenceWarning, InputError
@@ -132,13 +133,11 @@ def run_demo(
     *,
     out: str = "runs/demo",
     forget_class: int = 8,
-    ratio: float = 0.05,
-    damping: float = 0.01,
+    ratio: float = EDIT_DEFAULTS.ratio,
+    damping: float | str = EDIT_DEFAULTS.damping,
     epochs: int = 10,
-    max_iter: int = 8,
+    max_iter: int | None = None,
     hessian_examples: int = 1000,
-    gammas: Sequence[float] = (0.05, 0.1, 0.2),
-    max_steps: int = 12,
     sweep: bool = False,
     seed: int = 0,
     cache_dir: str | None = "runs/cache",
@@ -175,9 +174,6 @@ def _demo(run, splits, c, dev, o, progress, start, argv) -> dict[str, Any]:
     keep = y != c
     retain, forget = (x[keep], y[keep]), (x[~keep], y[~keep])
     target = ForgetSet(f"class:{c}", c, torch.nonzero(~keep).flatten(), forget, retain)
-    gen = torch.Generator().manual_seed(o["seed"])
-    sample = stratified_sample(retain[1], int(o["hessian_examples"]), generator=gen)
-    hessian_part = (retain[0][sample], retain[1][sample])
     validation = ClassRemovalValidation(splits.validation, c)
     objective = SupervisedObjective(weight_decay=TRAIN["weight_decay"])
     seed, epochs = o["seed"], o["epochs"]
@@ -207,18 +203,16 @@ def _demo(run, splits, c, dev, o, progress, start, argv) -> dict[str, Any]:
     retrained, t_re, cached_r = _trained(
         cache, {**key, "role": f"retrain-without-{c}"}, build, retain, epochs, seed, dev, progress
     )
-    common = dict(
-        schedule="paper",
+    common = dict(  # the library defaults, but for the Hessian sample and the batch size
         validation=validation,
-        solver="lsmr",
         damping=o["damping"],
         seed=seed,
-        solver_options={"max_iter": int(o["max_iter"])},
-        gammas=tuple(o["gammas"]),
-        max_steps=int(o["max_steps"]),
+        hessian_examples=min(int(o["hessian_examples"]), len(retain[1])),
         batch_size=250,
         progress=progress,
     )
+    if o["max_iter"] is not None:
+        common["solver_options"] = {"max_iter": int(o["max_iter"])}
     caught: list[str] = []
     total = num_parameters(original)
     rows = [_row("original model", "—", t_orig, original, splits, c, forget, retrained)]
@@ -231,13 +225,7 @@ def _demo(run, splits, c, dev, o, progress, start, argv) -> dict[str, Any]:
             bar.set_postfix_str(method)
             if method in INFLUENCE:
                 res = remove(
-                    original,
-                    objective,
-                    hessian_part,
-                    forget,
-                    method=method,
-                    ratio=o["ratio"],
-                    **common,
+                    original, objective, retain, forget, method=method, ratio=o["ratio"], **common
                 )
             else:
                 budget = edited["gif"].record.compute.example_gradients
@@ -248,7 +236,6 @@ def _demo(run, splits, c, dev, o, progress, start, argv) -> dict[str, Any]:
                     forget,
                     method=method,
                     budget=budget,
-                    schedule="paper",
                     validation=validation,
                     seed=seed,
                     batch_size=250,
@@ -274,7 +261,7 @@ def _demo(run, splits, c, dev, o, progress, start, argv) -> dict[str, Any]:
             _sweep(
                 {"original model": original, "gif": edited["gif"].model, "retrain": retrained},
                 objective,
-                (hessian_part, forget),
+                (retain, forget),
                 splits,
                 c,
                 o,
@@ -309,7 +296,7 @@ def _demo(run, splits, c, dev, o, progress, start, argv) -> dict[str, Any]:
                 {
                     "operation": "remove",
                     "method": "gif",
-                    "schedule": "paper",
+                    "schedule": edited["gif"].record.schedule,
                     "target": f"class:{c}",
                     "ratio": o["ratio"],
                 }
@@ -322,13 +309,15 @@ def _demo(run, splits, c, dev, o, progress, start, argv) -> dict[str, Any]:
             f"{' and '.join(cached)} loaded from {cache}; their time is the training "
             "time recorded when they were trained"
         )
+    d = edited["gif"].record.damping or {}
     description = (
         f"Removing class {c} ({len(forget[1])} of {len(y)} training images) from a small CNN "
-        f"({total:,} parameters) trained {epochs} epochs on {DATA}. Influence methods: paper "
-        f"schedule (γ in {list(o['gammas'])}, k ≤ {o['max_steps']}, chosen on the validation "
-        f"F1), LSMR capped at {o['max_iter']} iterations, damping {o['damping']}, Hessian over "
-        f"{len(sample)} retained examples. Baselines get the compute GIF spent. Accuracies (%) "
-        "on the test split: test acc = other classes, self acc = the removed training images."
+        f"({total:,} parameters) trained {epochs} epochs on {DATA}. Every method runs at the "
+        "library defaults (geninf.defaults.EDIT_DEFAULTS): the step search and damping "
+        f"{o['damping']} chosen on the validation F1 (GIF: λ = {d.get('chosen_relative', 0):.0e}"
+        f"·‖H‖), Hessian over a stratified sample of {common['hessian_examples']} retained "
+        "examples. Baselines get the compute GIF spent. Accuracies (%) on the test split: test "
+        "acc = other classes, self acc = the removed training images."
     )
     table = _table(rows)
     results = {
@@ -361,7 +350,7 @@ def _demo(run, splits, c, dev, o, progress, start, argv) -> dict[str, Any]:
 
 def _sweep(models, objective, data, splits, c, o, common):
     """GIF test accuracy at a few ratios for Highest-k gradients and Random (paper Fig. 3)."""
-    hessian_part, forget = data
+    retain, forget = data
     original, gif_model = models["original model"], models["gif"]
     curves: dict[str, list[tuple[float, float]]] = {}
     for criterion in ("highest_gradients", "random"):
@@ -372,7 +361,7 @@ def _sweep(models, objective, data, splits, c, o, common):
                 model = remove(
                     original,
                     objective,
-                    hessian_part,
+                    retain,
                     forget,
                     method="gif",
                     criterion=criterion,

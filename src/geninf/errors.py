@@ -19,6 +19,7 @@ __all__ = [
     "NonFiniteError",
     "SolverDivergenceError",
     "ConvergenceWarning",
+    "EditWarning",
 ]
 
 
@@ -65,3 +66,8 @@ class SolverDivergenceError(NumericalError):
 
 class ConvergenceWarning(UserWarning):
     """An iterative solver stopped before reaching its tolerance; the result is approximate."""
+
+
+class EditWarning(UserWarning):
+    """An edit that may not have done what was asked: its validation score did not improve on
+    the unedited model's, or its step search stopped on the edge of what it searched."""

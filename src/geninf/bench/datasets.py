@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from .._seed import check_seed
+from ..data import stratified_sample
 from ..errors import DataError, InputError
 from . import datasets_files as files
 from .data_specs import DatasetName, read_spec
@@ -135,29 +136,6 @@ def stratified_split(
     return [
         _shuffle(torch.cat(p) if p else torch.empty(0, dtype=torch.long), generator) for p in parts
     ]
-
-
-def stratified_sample(targets: Tensor, size: int, *, generator: torch.Generator) -> Tensor:
-    """Pick ``size`` indices keeping class proportions (largest-remainder rounding).
-
-    Returns all indices (shuffled) when ``size >= len(targets)``.
-    """
-    n = int(targets.shape[0])
-    if size <= 0:
-        raise InputError(f"the sample size must be positive, got {size}")
-    if size >= n:
-        return _shuffle(torch.arange(n), generator)
-    classes, counts = torch.unique(targets, return_counts=True)
-    exact = counts.double() * size / n
-    quota = exact.floor().long()
-    remainder = size - int(quota.sum())
-    order = torch.argsort(exact - quota.double(), descending=True, stable=True)
-    quota[order[:remainder]] += 1
-    chosen = []
-    for c, q in zip(classes.tolist(), quota.tolist(), strict=True):
-        members = torch.nonzero(targets == c).flatten()
-        chosen.append(members[torch.randperm(members.numel(), generator=generator)[:q]])
-    return _shuffle(torch.cat(chosen), generator)
 
 
 def _shuffle(indices: Tensor, generator: torch.Generator) -> Tensor:

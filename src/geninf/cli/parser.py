@@ -8,6 +8,9 @@ import sys
 from typing import Any, NoReturn
 
 from .. import __version__
+from ..defaults import EDIT_DEFAULTS
+from ..edit.damping import parse_damping
+from ..errors import InputError
 
 __all__ = ["build_parser"]
 
@@ -44,6 +47,15 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"geninf: error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(2)
+
+
+def _damping(text: str) -> str | float:
+    """--damping: 'auto', 'rel:ρ' or a number λ >= 0 (checked like the library does)."""
+    try:
+        spec = parse_damping(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return spec.value if spec.mode == "absolute" else spec.describe()  # type: ignore[return-value]
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -177,20 +189,21 @@ def _checkpoint_options(p: argparse.ArgumentParser) -> None:
 
 def _solver_options(p: argparse.ArgumentParser, methods: list[str], what: str) -> None:
     g = p.add_argument_group(what)
-    g.add_argument("--method", default="gif", choices=methods, help="default gif")
+    d = EDIT_DEFAULTS
+    g.add_argument("--method", default=d.method, choices=methods, help=f"default {d.method}")
     g.add_argument(
         "--criterion",
-        default="highest_gradients",
+        default=d.criterion,
         choices=CRITERIA,
-        help="parameter selection for gif/freezing/projecting",
+        help=f"parameter selection for gif/freezing/projecting (default {d.criterion})",
     )
     g.add_argument(
         "--ratio",
         type=float,
-        default=0.05,
-        help="fraction of each layer that may move (default 0.05)",
+        default=d.ratio,
+        help=f"fraction of each layer that may move (default {d.ratio})",
     )
-    g.add_argument("--solver", default="auto", choices=SOLVERS, help="default auto")
+    g.add_argument("--solver", default=d.solver, choices=SOLVERS, help=f"default {d.solver}")
     g.add_argument(
         "--max-iter",
         type=_positive_int,
@@ -198,7 +211,29 @@ def _solver_options(p: argparse.ArgumentParser, methods: list[str], what: str) -
         "which has no iterations)",
     )
     g.add_argument("--tol", type=float, help="solver tolerance (ignored by dense)")
-    g.add_argument("--damping", type=float, default=0.01, help="λ added to H (default 0.01)")
+    if what == "edit":
+        g.add_argument(
+            "--damping",
+            type=_damping,
+            default=d.damping,
+            help="auto (λ = ρ·‖H‖ with ρ chosen on validation from --damping-path; without "
+            f"validation ρ = {d.damping_fallback:g}), rel:ρ (λ = ρ·‖H‖), or an absolute λ "
+            f"(default {d.damping})",
+        )
+        g.add_argument(
+            "--damping-path",
+            type=_floats,
+            help="relative dampings ρ that --damping auto tries (default "
+            + ",".join(f"{v:g}" for v in d.damping_path)
+            + ")",
+        )
+        g.add_argument(
+            "--hessian-examples",
+            type=_positive_int,
+            help="a stratified sample of this many examples for the Hessian (default: all)",
+        )
+    else:
+        g.add_argument("--damping", type=float, default=0.01, help="λ added to H (default 0.01)")
     g.add_argument("--batch-size", type=_positive_int, help="examples per gradient/HVP batch")
 
 
@@ -208,10 +243,11 @@ def _edit_options(p: argparse.ArgumentParser, methods: list[str]) -> None:
     g = p.add_argument_group("schedule")
     g.add_argument(
         "--schedule",
-        default="newton",
-        choices=["newton", "paper"],
-        help="newton: one step with the theoretical scale; paper: step norm and "
-        "count chosen on validation",
+        default=EDIT_DEFAULTS.schedule,
+        choices=["auto", "newton", "search", "paper"],
+        help="auto (default): search with a validation score (remove class:C), else newton; "
+        "newton: one step with the theoretical scale; search: bracketing step search on "
+        "validation; paper: the authors' step norm × count grid",
     )
     g.add_argument("--gammas", type=_floats, help="paper schedule step norms, e.g. 0.03,0.1,0.3")
     g.add_argument("--max-steps", type=_positive_int, help="paper schedule: largest step count")
@@ -390,10 +426,22 @@ def _add_demo(sub: Any) -> None:
         "retrain for reference, print the table and write a report.",
     )
     p.add_argument("--forget-class", type=int, default=8, help="class to remove (default 8)")
-    p.add_argument("--ratio", type=float, default=0.05, help="GIF modification ratio (0.05)")
-    p.add_argument("--damping", type=float, default=0.01, help="λ added to H (default 0.01)")
+    d = EDIT_DEFAULTS
+    p.add_argument(
+        "--ratio", type=float, default=d.ratio, help=f"GIF modification ratio ({d.ratio})"
+    )
+    p.add_argument(
+        "--damping",
+        type=_damping,
+        default=d.damping,
+        help=f"auto, rel:ρ or an absolute λ (default {d.damping}, as the library)",
+    )
     p.add_argument("--epochs", type=_positive_int, default=10, help="training epochs (10)")
-    p.add_argument("--max-iter", type=_positive_int, default=8, help="LSMR iteration cap (8)")
+    p.add_argument(
+        "--max-iter",
+        type=_positive_int,
+        help=f"solver iteration cap (default {EDIT_DEFAULTS.solver_max_iter}, as the library)",
+    )
     p.add_argument(
         "--hessian-examples",
         type=_positive_int,

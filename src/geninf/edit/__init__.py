@@ -19,6 +19,7 @@ Example:
 """
 
 from .api import relabel, remove
+from .damping import DampingSpec
 from .forget_sets import (
     check_forget_indices,
     random_forget_indices,
@@ -28,16 +29,18 @@ from .forget_sets import (
 from .options import EditOptions
 from .record import HVP_COST, ComputeUsed, EditMethod, EditRecord, EditResult, Schedule
 from .second_order import SecondOrderTerms, second_order_terms
-from .validation import ClassRemovalValidation, f1_score
+from .validation import ClassRemovalValidation, LabelChangeValidation, f1_score
 
 __all__ = [
     "HVP_COST",
     "ClassRemovalValidation",
     "ComputeUsed",
+    "DampingSpec",
     "EditMethod",
     "EditOptions",
     "EditRecord",
     "EditResult",
+    "LabelChangeValidation",
     "Schedule",
     "SecondOrderTerms",
     "check_forget_indices",

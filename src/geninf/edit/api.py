@@ -20,19 +20,28 @@ Updates (signs as in :mod:`geninf.influence`):
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..defaults import EDIT_DEFAULTS
+from ..errors import EditWarning, InputError
 from ..objective import as_objective
 from ..params.subset import ParameterSubset
 from .baselines import run_baseline
 from .datautil import check_distinct, count_examples
+from .iterate import iterate
 from .methods import Plan, subset_info
 from .plans import RemovalTask, relabel_plan, removal_plan, split_changes
 from .record import ComputeUsed, EditMethod, EditRecord, EditResult, Schedule
-from .schedules import describe_outcome, newton_update, paper_search
+from .schedules import (
+    describe_outcome,
+    newton_update,
+    paper_search,
+    refine_search,
+    search_update,
+)
 from .settings import EditSettings, check_settings
 from .unlearning import RemovalData, run_unlearning
 from .validation import evaluate_score
@@ -46,14 +55,14 @@ def remove(
     retain_data: Any,
     forget_data: Any,
     *,
-    method: EditMethod | str = "gif",
+    method: EditMethod | str = EDIT_DEFAULTS.method,
     subset: ParameterSubset | None = None,
-    criterion: Any = "highest_gradients",
-    ratio: float = 0.05,
-    schedule: Schedule | str = "newton",
+    criterion: Any = EDIT_DEFAULTS.criterion,
+    ratio: float = EDIT_DEFAULTS.ratio,
+    schedule: Schedule | str = EDIT_DEFAULTS.schedule,
     validation: Any = None,
-    solver: Any = "auto",
-    damping: float = 0.0,
+    solver: Any = EDIT_DEFAULTS.solver,
+    damping: float | str = EDIT_DEFAULTS.damping,
     seed: int = 0,
     budget: int | None = None,
     progress: bool = False,
@@ -74,18 +83,26 @@ def remove(
             ``select(model, objective, forget_data, criterion=..., ratio=..., seed=...)``.
         criterion: a :class:`~geninf.selection.Criterion` used when ``subset`` is None.
         ratio: the fraction of each layer to select, in (0, 1].
-        schedule: a :class:`Schedule`, ``newton`` (one step with scale r/(m − r)) or ``paper``
-            (step norm γ and step count k chosen on ``validation``).
+        schedule: a :class:`Schedule`: ``auto`` (default: ``search`` with ``validation``, else
+            ``newton``), ``newton`` (one step with scale r/(m − r)), ``search`` (a bracketing
+            search for the step on ``validation``) or ``paper`` (the authors' γ × k grid).
         validation: a callable ``score(model) -> float`` (higher is better) computed on a
-            validation split, e.g. :class:`ClassRemovalValidation`. Required by ``paper``; with
-            ``newton`` it only scores the result. Never pass test data.
-        solver: a solver name or instance (see :func:`geninf.get_solver`).
-        damping: λ ≥ 0 added to the Hessian.
+            validation split, e.g. :class:`ClassRemovalValidation`. Required by ``search`` and
+            ``paper``; it also chooses ``damping="auto"`` and checks that the edit improved on
+            the unedited model (:class:`~geninf.errors.EditWarning` if not). Never pass test
+            data.
+        solver: a solver name or instance (see :func:`geninf.get_solver`); by name, iterative
+            solvers default to the edit tolerance and iteration cap of
+            :data:`geninf.defaults.EDIT_DEFAULTS`.
+        damping: ``"auto"`` (default; λ = ρ·‖H‖₂ with ρ chosen on ``validation`` from the
+            option ``damping_path``, or the documented fallback without validation),
+            ``"rel:ρ"`` (λ = ρ·‖H‖₂) or an absolute λ ≥ 0 (:mod:`geninf.edit.damping`).
         seed: seed of the selection and of the baselines' batch order.
         budget: example-gradient evaluations for ``finetune``/``gradient_ascent`` (default: what
             ``method="gif"`` spends at the same settings, measured by running it).
         progress: show progress bars.
-        **options: see :class:`~geninf.edit.options.EditOptions` (``batch_size``, ``gammas``,
+        **options: see :class:`~geninf.edit.options.EditOptions` (``batch_size``,
+            ``hessian_examples``, ``damping_path``, ``max_evaluations``, ``gammas``,
             ``max_steps``, ``lr``, ``optimizer``, ``train_batch_size``, ``solver_options``, ...).
 
     Returns:
@@ -93,7 +110,11 @@ def remove(
 
     Raises:
         InputError: an unknown method, schedule or option; a bad ratio, damping, seed or budget;
-            ``paper`` without ``validation``; an empty forget set; nothing retained.
+            ``search``/``paper`` without ``validation``; an empty forget set; nothing retained.
+
+    Warns:
+        EditWarning: the edited model's validation score is not above the unedited model's, or
+            the step search stopped on the edge of the steps it could try.
     """
     start = time.perf_counter()
     s = check_settings(
@@ -131,6 +152,7 @@ def remove(
         )
     else:
         result = _apply(model, removal_plan(task, s, compute, s.method), s, compute)
+    _check_improved(model, result, s, compute)
     return _finish(result, "remove", s, task.num_train, r, compute, start)
 
 
@@ -140,14 +162,14 @@ def relabel(
     data: tuple[Tensor, ...],
     changes: tuple[Tensor, Tensor],
     *,
-    method: EditMethod | str = "gif",
+    method: EditMethod | str = EDIT_DEFAULTS.method,
     subset: ParameterSubset | None = None,
-    criterion: Any = "highest_gradients",
-    ratio: float = 0.05,
-    schedule: Schedule | str = "newton",
+    criterion: Any = EDIT_DEFAULTS.criterion,
+    ratio: float = EDIT_DEFAULTS.ratio,
+    schedule: Schedule | str = EDIT_DEFAULTS.schedule,
     validation: Any = None,
-    solver: Any = "auto",
-    damping: float = 0.0,
+    solver: Any = EDIT_DEFAULTS.solver,
+    damping: float | str = EDIT_DEFAULTS.damping,
     seed: int = 0,
     budget: int | None = None,
     progress: bool = False,
@@ -202,13 +224,52 @@ def relabel(
         )
     else:
         result = _apply(model, relabel_plan(task, s, compute, s.method), s, compute)
+    _check_improved(model, result, s, compute)
     return _finish(result, "relabel", s, task.num_train, task.num_changed, compute, start)
 
 
 # ------------------------------------------------------------------------------- application
-def _apply(model: nn.Module, plan: Plan, s: EditSettings, compute: ComputeUsed) -> dict[str, Any]:
+def _apply(model: nn.Module, plans: list[Plan], s: EditSettings, compute: ComputeUsed) -> dict:
+    """Schedule every plan (one per damping tried), keep the best on validation."""
+    scored = [(plan, _schedule(model, plan, s, compute, len(plans) == 1)) for plan in plans]
+    plan, outcome = scored[0]
+    if s.score is not None:  # the first best wins: ties go to the larger damping
+        plan, outcome = max(scored, key=lambda po: po[1].best_score)  # type: ignore[arg-type,return-value]
+        if len(plans) > 1 and s.schedule is Schedule.SEARCH and outcome.search is not None:
+            outcome = refine_search(
+                model,
+                outcome.search,
+                plan.subset,
+                plan.direction,
+                plan.scale,
+                s.score,
+                compute,
+                EDIT_DEFAULTS.step_refine,
+            )
+    outcome, steps = iterate(plan, outcome, s, compute)
+    info = dict(plan.extra.get("damping_info") or {})
+    if info.get("path") is not None and s.score is not None:
+        info["scores"] = [o.best_score for _, o in scored]
+    info["chosen"] = plan.extra.get("damping")
+    if info.get("scale"):
+        info["chosen_relative"] = float(info["chosen"]) / float(info["scale"])
+    extra = {k: v for k, v in plan.extra.items() if k != "damping_info"}
+    return {
+        "model": outcome.model,
+        "scale": plan.scale,
+        "subset": plan.subset_info,
+        "solver": plan.solver,
+        "direction_norm": float(plan.direction.norm()),
+        "update_norm": abs(outcome.alpha) * float(plan.direction.norm()),
+        **describe_outcome(outcome),
+        "damping": info,
+        "extra": {**extra, "alpha": outcome.alpha, **({"iterations": steps} if steps else {})},
+    }
+
+
+def _schedule(model, plan: Plan, s: EditSettings, compute: ComputeUsed, final: bool):
     if s.schedule is Schedule.PAPER:
-        outcome = paper_search(
+        return paper_search(
             model,
             plan.subset,
             plan.direction,
@@ -218,18 +279,18 @@ def _apply(model: nn.Module, plan: Plan, s: EditSettings, compute: ComputeUsed) 
             compute,
             progress=s.progress,
         )
-    else:
-        outcome = newton_update(model, plan.subset, plan.direction, plan.scale, s.score, compute)
-    return {
-        "model": outcome.model,
-        "scale": plan.scale,
-        "subset": plan.subset_info,
-        "solver": plan.solver,
-        "direction_norm": float(plan.direction.norm()),
-        "update_norm": abs(outcome.alpha) * float(plan.direction.norm()),
-        **describe_outcome(outcome),
-        "extra": {**plan.extra, "alpha": outcome.alpha},
-    }
+    if s.schedule is Schedule.SEARCH:
+        return search_update(
+            model,
+            plan.subset,
+            plan.direction,
+            plan.scale,
+            s.score,
+            compute,
+            max_evaluations=s.opts.max_evaluations,
+            refine_rounds=EDIT_DEFAULTS.step_refine if final else 0,
+        )
+    return newton_update(model, plan.subset, plan.direction, plan.scale, s.score, compute)
 
 
 def _baseline(model, obj, data, ascent, s: EditSettings, compute, reference) -> dict[str, Any]:
@@ -239,7 +300,7 @@ def _baseline(model, obj, data, ascent, s: EditSettings, compute, reference) -> 
         compute.budget, compute.budget_source = probe.example_gradients, "gif"
     else:
         compute.budget, compute.budget_source = s.budget, "given"
-    score = s.score if s.schedule is Schedule.PAPER else None
+    score = s.score if s.schedule in (Schedule.PAPER, Schedule.SEARCH) else None
     runner = run_unlearning if isinstance(data, RemovalData) else run_baseline
     how = {"method": s.method} if isinstance(data, RemovalData) else {"ascent": ascent}
     out = runner(
@@ -279,6 +340,34 @@ def _distance(a: nn.Module, b: nn.Module) -> float:
         if p.requires_grad:
             total += float((pb[name].detach() - p.detach()).double().pow(2).sum())
     return total**0.5
+
+
+def _check_improved(model: nn.Module, result: dict, s: EditSettings, compute) -> None:
+    """Score the unedited model; warn (and record) when the edit did not beat it."""
+    saturated = (result.get("step_search") or {}).get("saturated")
+    if saturated:
+        bound = "largest" if saturated == "upper" else "smallest"
+        warnings.warn(
+            f"the step search chose the {bound} step it could try (multiplier "
+            f"{result['step_search']['best']:g} of the Newton update); a step beyond it might be "
+            "better: check the validation score's range, the damping, or try schedule='paper'",
+            EditWarning,
+            stacklevel=3,
+        )
+    if s.score is None or result.get("validation_score") is None:
+        return
+    before = evaluate_score(s.score, model)
+    compute.validation_evaluations += 1
+    after = float(result["validation_score"])
+    result["baseline_score"], result["improved"] = before, after > before
+    if after <= before:
+        warnings.warn(
+            f"the edit did not improve the validation score ({before:.4g} unedited, {after:.4g} "
+            f"edited by {s.method.value}); try a larger ratio, criterion='random', "
+            "damping='auto' with a longer damping_path, or method='finetune'",
+            EditWarning,
+            stacklevel=3,
+        )
 
 
 def _finish(result, operation, s: EditSettings, m, r, compute, start) -> EditResult:

@@ -11,14 +11,16 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..influence import influence, label_change_gradient
+from ..defaults import EDIT_DEFAULTS
+from ..influence import influence_system, label_change_gradient
 from ..params.subset import ParameterSubset
 from ..selection import Criterion, select_with_summary
+from .damping import curvature_scale
 from .options import EditOptions
 from .record import ComputeUsed, EditMethod
 from .settings import EditSettings
 
-__all__ = ["Plan", "influence_plan", "resolve_subset", "subset_info"]
+__all__ = ["Plan", "damping_values", "influence_plans", "resolve_subset", "subset_info"]
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Plan:
         solver: solver diagnostics (JSON-ready).
         subset_info: the record's subset summary.
         extra: method-specific details.
+        system: the influence system solved (for re-solving with another right-hand side).
+        objective: ``(objective, data, examples)`` of the edited training objective, whose
+            gradient iterated GIF re-linearizes at the edited point.
     """
 
     subset: ParameterSubset
@@ -40,6 +45,8 @@ class Plan:
     solver: dict[str, Any] | None
     subset_info: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    system: Any = field(default=None, repr=False)
+    objective: tuple[Any, Any, int] | None = field(default=None, repr=False)
 
 
 def subset_info(subset: ParameterSubset, source: str, selection: Any = None) -> dict[str, Any]:
@@ -93,7 +100,7 @@ def resolve_subset(
     return chosen, subset_info(chosen, f"select(criterion={crit.value!r})", summary)
 
 
-def influence_plan(
+def influence_plans(
     model: nn.Module,
     objective: Any,
     hessian_data: Any,
@@ -103,45 +110,93 @@ def influence_plan(
     subset: ParameterSubset | None,
     info: dict[str, Any],
     scale: float,
-    solver: Any,
-    damping: float,
-    opts: EditOptions,
+    s: EditSettings,
     compute: ComputeUsed,
-    progress: bool,
     target_data: Any = None,
     num_target: int = 0,
     gradient: Tensor | None = None,
-) -> Plan:
+) -> list[Plan]:
     """Solve the influence system of ``method`` (H over ``hessian_data``, g over ``target_data``
-    or given) and charge its cost: the gradient pass and 2·N per HVP."""
-    result = influence(
+    or given) for every damping λ the settings ask for, largest λ first, each solve
+    warm-started from the previous one; charge the gradient pass and 2·N per product.
+
+    ``damping="auto"`` with a validation score gives one plan per value of the damping path;
+    any other setting one plan. Every plan's ``extra["damping_info"]`` describes the choice.
+    """
+    system = influence_system(
         model,
         objective,
         hessian_data,
         target_data,
         method=method.value,
         subset=subset,
-        solver=solver,
-        damping=damping,
-        curvature=opts.curvature,
-        hvp_method=opts.hvp_method,
+        curvature=s.opts.curvature,
+        hvp_method=s.opts.hvp_method,
         gradient=gradient,
-        batch_size=opts.batch_size,
-        solver_options=opts.solver_options,
-        progress=progress,
-        check_determinism=opts.check_determinism,
+        batch_size=s.opts.batch_size,
+        check_determinism=s.opts.check_determinism,
     )
     if target_data is not None:
         compute.add_gradient(num_target)
-    compute.add_hvps(result.diagnostics.products, num_hessian)
-    return Plan(
-        subset=result.subset,
-        direction=result.delta,
-        scale=scale,
-        solver=result.diagnostics.to_dict(),
-        subset_info=info,
-        extra={"gradient_norm": result.gradient_norm},
-    )
+    H = system.curvature
+    before = H.num_products
+    lambdas, damping_info = damping_values(H, s)
+    options = edit_solver_options(s)
+    plans, x0 = [], None
+    for lam in lambdas:
+        used = H.num_products
+        res = system.solve(
+            lam,
+            solver=s.solver,
+            solver_options=options,
+            x0=x0 if warm_starts(s.solver) else None,
+            progress=s.progress,
+            cache_dense=len(lambdas) > 1,
+        )
+        solver_info = {**res.diagnostics.to_dict(), "curvature_products": H.num_products - used}
+        extra = {"gradient_norm": res.gradient_norm, "damping": lam}
+        plans.append(Plan(res.subset, res.delta, scale, solver_info, info, extra, system))
+        x0 = res.delta
+    compute.add_hvps(H.num_products - before, num_hessian)
+    for plan in plans:
+        plan.extra["damping_info"] = damping_info
+    return plans
+
+
+def damping_values(H: Any, s: EditSettings) -> tuple[list[float], dict[str, Any]]:
+    """The absolute λ to solve for (largest first) and the record's account of them."""
+    spec = s.damping
+    info: dict[str, Any] = {"spec": spec.describe(), "scale": None, "scale_products": 0}
+    if not spec.needs_scale:
+        return [float(spec.value or 0.0)], {**info, "path": None, "lambdas": [spec.value]}
+    scale, used = curvature_scale(H, iterations=EDIT_DEFAULTS.scale_iterations, seed=s.seed)
+    info.update(scale=scale, scale_products=used)
+    if spec.mode == "relative":
+        path = (float(spec.value or 0.0),)
+    elif s.score is None:
+        path = (EDIT_DEFAULTS.damping_fallback,)
+        info["fallback"] = "no validation score: the documented relative fallback"
+    else:
+        path = tuple(s.opts.damping_path)
+    lambdas = [rho * scale for rho in path]
+    return lambdas, {**info, "path": list(path), "lambdas": lambdas}
+
+
+def edit_solver_options(s: EditSettings) -> dict[str, Any] | None:
+    """Solver options with the edit defaults' tolerance and cap for iterative solvers by name."""
+    given = dict(s.opts.solver_options or {})
+    name = s.solver.strip().lower() if isinstance(s.solver, str) else None
+    if name in ("auto", "lsmr", "cg"):
+        given.setdefault("tol", EDIT_DEFAULTS.solver_tol)
+        given.setdefault("max_iter", EDIT_DEFAULTS.solver_max_iter)
+    if name == "auto":
+        given.setdefault("max_dense", EDIT_DEFAULTS.solver_max_dense)
+    return given or None
+
+
+def warm_starts(solver: Any) -> bool:
+    """True for the solvers that continue from an initial guess (auto, lsmr, cg)."""
+    return isinstance(solver, str) and solver.strip().lower() in ("auto", "lsmr", "cg")
 
 
 def label_change_rhs(

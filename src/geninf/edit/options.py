@@ -7,8 +7,10 @@ import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ..defaults import EDIT_DEFAULTS
 from ..errors import InputError
 from ..linalg.curvature import DEFAULT_HVP_METHOD, HVPMethod
+from .damping import parse_path
 
 __all__ = ["EditOptions", "parse_options"]
 
@@ -31,8 +33,18 @@ class EditOptions:
         optimizer: ``"adam"`` or ``"sgd"`` (baselines).
         lr: the baselines' learning rate.
         train_batch_size: the baselines' mini-batch size.
-        checkpoints: with the ``"paper"`` schedule, how many evenly spaced checkpoints of a
-            baseline run are scored on validation.
+        checkpoints: with the ``"paper"`` or ``"search"`` schedule, how many evenly spaced
+            checkpoints of a baseline run are scored on validation.
+        damping_path: the relative dampings ρ (λ = ρ·‖H‖₂) that ``damping="auto"`` tries.
+        max_evaluations: the cap on validation evaluations of one step search.
+        hessian_examples: the size of a stratified, seeded sample of the Hessian data (the
+            retained data for removal, the data as trained for a label change) over which H is
+            computed; None uses all of it. The counts of the Newton scale r/(m − r) stay those of
+            the full data.
+        iterations: Newton steps of iterated GIF (influence methods with a validation score):
+            after the first edit, re-linearize at the edited point — the gradient of the edited
+            training objective there, the same H — and search a step along the new direction;
+            stop when the validation score stops improving. 1: the plain one-step edit.
     """
 
     batch_size: int | None = None
@@ -48,6 +60,10 @@ class EditOptions:
     lr: float = 1e-3
     train_batch_size: int = 64
     checkpoints: int = 20
+    damping_path: tuple[float, ...] = EDIT_DEFAULTS.damping_path
+    max_evaluations: int = 24
+    hessian_examples: int | None = None
+    iterations: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +87,11 @@ def parse_options(options: dict[str, Any]) -> EditOptions:
     _positive_int(o, "max_steps")
     _positive_int(o, "train_batch_size")
     _positive_int(o, "checkpoints")
+    _positive_int(o, "max_evaluations")
+    _positive_int(o, "iterations")
+    _positive_int(o, "hessian_examples", allow_none=True)
+    if "damping_path" in o:
+        o["damping_path"] = parse_path(o["damping_path"])
     if "hvp_method" in o:
         o["hvp_method"] = _choice("hvp_method", o["hvp_method"], [m.value for m in HVPMethod])
     if "curvature" in o:

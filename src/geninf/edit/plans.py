@@ -13,11 +13,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..data import stratified_sample
+from ..defaults import EDIT_DEFAULTS
 from ..errors import InputError
 from ..influence import removal_scale
 from ..objective import Objective
 from ..params.subset import ParameterSubset
-from .methods import Plan, influence_plan, label_change_rhs, resolve_subset
+from .methods import Plan, influence_plans, label_change_rhs, resolve_subset
 from .record import ComputeUsed, EditMethod
 from .second_order import second_order_terms
 from .settings import EditSettings
@@ -68,76 +70,133 @@ class RelabelTask:
 
 def removal_plan(
     task: RemovalTask, s: EditSettings, compute: ComputeUsed, method: EditMethod
-) -> Plan:
-    """The estimate of ``method`` for removing ``task.forget`` (module docstring)."""
+) -> list[Plan]:
+    """The estimates of ``method`` for removing ``task.forget`` (one per damping tried)."""
     J, info = resolve_subset(task.model, task.objective, task.forget, method, s, compute)
+    hessian_data, num_hessian = hessian_sample(task.retain, task.num_retain, s)
     if method is EditMethod.SECOND_ORDER:
-        terms = second_order_terms(
-            task.model,
-            task.objective,
-            task.retain,
-            task.forget,
-            num_retain=task.num_retain,
-            num_forget=task.num_forget,
-            solver=s.solver,
-            damping=s.damping,
-            batch_size=s.opts.batch_size,
-            hvp_method=s.opts.hvp_method,
-            solver_options=s.opts.solver_options,
-            check_determinism=s.opts.check_determinism,
-            progress=s.progress,
-            compute=compute,
-        )
-        extra = {
-            "p": terms.p,
-            "first_term_norm": float(terms.first.norm()),
-            "second_term_norm": float(terms.second.norm()),
-        }
-        everything = ParameterSubset.all(task.model)
-        return Plan(everything, terms.total, 1.0, terms.diagnostics, info, extra)
-    return influence_plan(
+        return [_second_order_plan(task, s, compute, info, hessian_data, num_hessian)]
+    plans = influence_plans(
         task.model,
         task.objective,
-        task.retain,
-        task.num_retain,
+        hessian_data,
+        num_hessian,
         method=method,
         subset=J,
         info=info,
         scale=task.scale,
-        solver=s.solver,
-        damping=s.damping,
-        opts=s.opts,
+        s=s,
         compute=compute,
-        progress=s.progress,
         target_data=task.forget,
         num_target=task.num_forget,
     )
+    for plan in plans:  # what iterated GIF re-linearizes: the retained objective
+        plan.objective = (task.objective, hessian_data, num_hessian)
+    return plans
+
+
+def _second_order_plan(task, s, compute, info, hessian_data, num_hessian) -> Plan:
+    spec = s.damping
+    relative = None
+    if spec.mode == "relative":
+        relative = spec.value
+    elif spec.mode == "auto":
+        relative = EDIT_DEFAULTS.damping_fallback
+    terms = second_order_terms(
+        task.model,
+        task.objective,
+        hessian_data,
+        task.forget,
+        num_retain=num_hessian,
+        num_forget=task.num_forget,
+        solver=s.solver,
+        damping=float(spec.value or 0.0) if relative is None else 0.0,
+        relative_damping=relative,
+        seed=s.seed,
+        batch_size=s.opts.batch_size,
+        hvp_method=s.opts.hvp_method,
+        solver_options=s.opts.solver_options,
+        check_determinism=s.opts.check_determinism,
+        progress=s.progress,
+        compute=compute,
+    )
+    diagnostics = dict(terms.diagnostics)
+    lam = diagnostics.pop("damping")
+    extra = {
+        "p": terms.p,
+        "first_term_norm": float(terms.first.norm()),
+        "second_term_norm": float(terms.second.norm()),
+        "damping": lam,
+        "damping_info": {"spec": spec.describe(), "relative": relative},
+    }
+    everything = ParameterSubset.all(task.model)
+    return Plan(everything, terms.total, 1.0, diagnostics, info, extra)
 
 
 def relabel_plan(
     task: RelabelTask, s: EditSettings, compute: ComputeUsed, method: EditMethod
-) -> Plan:
-    """The estimate of ``method`` for the label change (J selected from the old examples)."""
+) -> list[Plan]:
+    """The estimates of ``method`` for the label change (J selected from the old examples)."""
     J, info = resolve_subset(task.model, task.objective, task.old, method, s, compute)
     g = label_change_rhs(
         task.model, task.objective, task.old, task.new, task.num_train, s.opts, compute
     )
-    return influence_plan(
+    idx = sample_indices(task.data, task.num_train, s)
+    pick = (lambda d: d) if idx is None else (lambda d: tuple(t[idx.to(t.device)] for t in d))
+    hessian_data = pick(task.data)
+    num_hessian = task.num_train if idx is None else int(idx.numel())
+    plans = influence_plans(
         task.model,
         task.objective,
-        task.data,
-        task.num_train,
+        hessian_data,
+        num_hessian,
         method=method,
         subset=J,
         info=info,
         scale=1.0,
-        solver=s.solver,
-        damping=s.damping,
-        opts=s.opts,
+        s=s,
         compute=compute,
-        progress=s.progress,
         gradient=g,
     )
+    for plan in plans:  # what iterated GIF re-linearizes: the corrected objective
+        plan.objective = (task.objective, pick(task.corrected), num_hessian)
+    return plans
+
+
+def hessian_sample(data: Any, num: int, s: EditSettings) -> tuple[Any, int]:
+    """A stratified sample of ``hessian_examples`` examples of ``data`` (seeded by ``s.seed``),
+    or ``data`` itself when the option is None; returns ``(data, number of examples)``.
+
+    Raises:
+        InputError: the option is set but ``data`` is not a tuple of tensors with integer class
+            targets, or it asks for more examples than ``data`` holds.
+    """
+    idx = sample_indices(data, num, s)
+    if idx is None:
+        return data, num
+    return tuple(t[idx.to(t.device)] for t in data), int(idx.numel())
+
+
+def sample_indices(data: Any, num: int, s: EditSettings) -> Tensor | None:
+    """The indices :func:`hessian_sample` keeps (None: all of ``data``)."""
+    size = s.opts.hessian_examples
+    if size is None:
+        return None
+    if size > num:
+        raise InputError(
+            f"hessian_examples={size} is more than the {num} examples the Hessian is computed "
+            f"over; give at most {num}, or drop hessian_examples to use them all"
+        )
+    ok = isinstance(data, tuple | list) and len(data) >= 2
+    ok = ok and all(isinstance(t, Tensor) for t in data)
+    if not ok or data[1].dim() != 1 or data[1].is_floating_point():
+        raise InputError(
+            "hessian_examples needs the data as an (inputs, targets, ...) tuple of tensors with "
+            "integer class targets (it draws a class-stratified sample); sample the data "
+            "yourself for other formats"
+        )
+    gen = torch.Generator().manual_seed(s.seed)
+    return stratified_sample(data[1].cpu(), int(size), generator=gen)
 
 
 def split_changes(model: nn.Module, objective: Objective, data: Any, changes: Any) -> RelabelTask:

@@ -131,11 +131,19 @@ class Schedule(str, Enum):
             second-order estimate. Baselines spend their whole budget and return the last model.
         PAPER: the authors' procedure — normalize x to norm γ, add it k = 1..max_steps times, keep
             the (γ, k) with the best validation score; γ from the grid ``gammas``. Baselines keep
-            the checkpoint with the best validation score. Needs ``validation``.
+            the checkpoint with the best validation score. Needs ``validation``. Kept to
+            reproduce the paper; ``search`` is the default.
+        SEARCH: a bracketing search over multipliers t of the Newton update t·scale·x, on the
+            validation score (:mod:`geninf.edit.search`); it warns when the chosen step is on the
+            edge of what it could search. Baselines keep the best checkpoint. Needs
+            ``validation``.
+        AUTO: ``search`` when a validation score is given, else ``newton`` (the default).
     """
 
     NEWTON = "newton"
     PAPER = "paper"
+    SEARCH = "search"
+    AUTO = "auto"
 
     def __str__(self) -> str:
         return self.value
@@ -229,6 +237,15 @@ class EditRecord:
         schedule_scores: paper schedule — the score of every step, per γ (keys are γ as text);
             baselines — the score of every checkpoint.
         compute: a :class:`ComputeUsed`.
+        damping: how λ was set — ``spec`` (``auto``, ``rel:ρ`` or λ), the curvature ``scale``
+            estimate ‖H‖₂ and its ``scale_products``, the relative ``path`` and absolute
+            ``lambdas`` tried with their validation ``scores``, the ``chosen`` λ and
+            ``chosen_relative`` ρ (None when λ was absolute).
+        step_search: the ``search`` schedule's multipliers, scores, choice, evaluations and
+            ``saturated`` edge (None for other schedules).
+        baseline_score: the unedited model's validation score (None without validation).
+        improved: whether ``validation_score`` beats ``baseline_score`` (None without
+            validation); False also issues an :class:`~geninf.errors.EditWarning`.
         wall_time: seconds for the whole edit.
         options: every argument and option that produced the edit.
         extra: method-specific details (second-order term norms, divergence, ...).
@@ -250,6 +267,10 @@ class EditRecord:
     validation: dict[str, Any] | None = None
     validation_score: float | None = None
     schedule_scores: dict[str, list[float]] | None = None
+    damping: dict[str, Any] | None = None
+    step_search: dict[str, Any] | None = None
+    baseline_score: float | None = None
+    improved: bool | None = None
     compute: ComputeUsed = field(default_factory=ComputeUsed)
     wall_time: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)

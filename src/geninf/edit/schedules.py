@@ -2,6 +2,8 @@
 
 - ``newton``: θ_J ← θ_J + scale · x, scale the theoretical factor (r/(m − r) for removal, 1 for a
   label change or the second-order estimate, which already carries its scale).
+- ``search`` (the default with validation): a bracketing search over multipliers t of the
+  Newton update, θ_J ← θ_J + t · scale · x (:mod:`geninf.edit.search`).
 - ``paper``: the authors' procedure. For every γ in ``gammas``: θ_J ← θ_J + k · γ · x/‖x‖ for
   k = 1..max_steps, scoring each k on validation; return the (γ, k) with the highest score (the
   first one met on ties: smallest γ of the grid order, then smallest k). The scale of x is
@@ -17,12 +19,21 @@ from typing import Any
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..defaults import EDIT_DEFAULTS
 from ..errors import InputError
 from ..params.subset import ParameterSubset
 from .record import ComputeUsed
+from .search import StepSearch, bracket, refine
 from .validation import ValidationScore, evaluate_score
 
-__all__ = ["ScheduleOutcome", "newton_update", "paper_search"]
+__all__ = [
+    "ScheduleOutcome",
+    "describe_outcome",
+    "newton_update",
+    "paper_search",
+    "refine_search",
+    "search_update",
+]
 
 
 @dataclass
@@ -36,6 +47,7 @@ class ScheduleOutcome:
         gamma: γ (paper) or None.
         best_score: the validation score of ``model`` (None without validation).
         scores: ``{str(γ): [score of k = 1, 2, ...]}`` (paper) or None.
+        search: the step search's state (search) or None.
     """
 
     model: nn.Module
@@ -44,6 +56,7 @@ class ScheduleOutcome:
     gamma: float | None = None
     best_score: float | None = None
     scores: dict[str, list[float]] | None = field(default=None)
+    search: StepSearch | None = field(default=None)
 
 
 def newton_update(
@@ -108,6 +121,68 @@ def paper_search(
     )
 
 
+def _scorer(model, subset, direction, scale, score, compute):
+    def evaluate(t: float) -> float:
+        compute.validation_evaluations += 1
+        return evaluate_score(score, subset.apply(model, direction, alpha=t * scale))
+
+    return evaluate
+
+
+def search_update(
+    model: nn.Module,
+    subset: ParameterSubset,
+    direction: Tensor,
+    scale: float,
+    score: ValidationScore,
+    compute: ComputeUsed,
+    *,
+    max_evaluations: int,
+    refine_rounds: int = EDIT_DEFAULTS.step_refine,
+) -> ScheduleOutcome:
+    """The ``search`` schedule (:mod:`geninf.edit.search`): bracket, then ``refine_rounds``
+    rounds of refinement; returns the edited copy at the best multiplier."""
+    if not float(direction.norm()) > 0.0 or not scale > 0.0:
+        raise InputError(
+            "the estimated direction is zero (the gradient of the edited data vanishes on the "
+            "chosen parameters); nothing to schedule: select other parameters or check the data"
+        )
+    d = EDIT_DEFAULTS
+    state = bracket(
+        _scorer(model, subset, direction, scale, score, compute),
+        growth=d.step_growth,
+        patience=d.step_patience,
+        t_min=d.step_min,
+        t_max=d.step_max,
+        max_evaluations=max_evaluations,
+    )
+    return refine_search(model, state, subset, direction, scale, score, compute, refine_rounds)
+
+
+def refine_search(
+    model: nn.Module,
+    state: StepSearch,
+    subset: ParameterSubset,
+    direction: Tensor,
+    scale: float,
+    score: ValidationScore,
+    compute: ComputeUsed,
+    rounds: int,
+) -> ScheduleOutcome:
+    """Refine a bracketed search of the *unedited* ``model`` ``rounds`` times; return the edited
+    copy at its best multiplier."""
+    d = EDIT_DEFAULTS
+    evaluate = _scorer(model, subset, direction, scale, score, compute)
+    refine(state, evaluate, growth=d.step_growth, rounds=rounds, t_min=d.step_min, t_max=d.step_max)
+    alpha = state.best * scale
+    return ScheduleOutcome(
+        model=subset.apply(model, direction, alpha=alpha),
+        alpha=alpha,
+        best_score=state.best_score,
+        search=state,
+    )
+
+
 def describe_outcome(outcome: ScheduleOutcome) -> dict[str, Any]:
     """The schedule fields of an :class:`~geninf.edit.EditRecord`."""
     return {
@@ -115,4 +190,5 @@ def describe_outcome(outcome: ScheduleOutcome) -> dict[str, Any]:
         "gamma": outcome.gamma,
         "validation_score": outcome.best_score,
         "schedule_scores": outcome.scores,
+        "step_search": outcome.search.to_dict() if outcome.search is not None else None,
     }

@@ -32,6 +32,7 @@ from ..errors import ConvergenceWarning
 from ..functional import FunctionalModel
 from ..linalg.curvature import HessianOperator
 from ..solvers import SolveResult, get_solver
+from .damping import curvature_scale
 from .datautil import ChainedData
 from .record import ComputeUsed
 
@@ -76,9 +77,14 @@ def second_order_terms(
     check_determinism: bool = True,
     progress: bool = False,
     compute: ComputeUsed | None = None,
+    relative_damping: float | None = None,
+    seed: int = 0,
 ) -> SecondOrderTerms:
     """Compute I¹ and I″ (module docstring) for removing ``forget_data`` from the training set
-    ``retain_data ∪ forget_data`` (``num_retain`` and ``num_forget`` examples)."""
+    ``retain_data ∪ forget_data`` (``num_retain`` and ``num_forget`` examples).
+
+    With ``relative_damping`` ρ, λ = ρ·‖H‖₂ (estimated by :func:`~geninf.edit.damping.
+    curvature_scale` with ``seed``) replaces ``damping``; the λ used is in the diagnostics."""
     compute = compute if compute is not None else ComputeUsed()
     fm = FunctionalModel(model, objective, check_determinism=check_determinism)
     forget = as_batches(forget_data, batch_size, name="forget_data")
@@ -93,7 +99,13 @@ def second_order_terms(
         ChainedData(retain, forget),
         method=hvp_method,
         check_determinism=check_determinism,
-    ).damped(float(damping))
+    )
+    lam = float(damping)
+    if relative_damping is not None:
+        scale, used = curvature_scale(H, seed=seed)
+        compute.add_hvps(used, m)
+        lam = float(relative_damping) * scale
+    H = H.damped(lam)
     HU = HessianOperator(fm, None, forget, method=hvp_method, check_determinism=check_determinism)
     the_solver = get_solver(solver, **(solver_options or {}))
     s = the_solver.solve(H, g, progress=progress)
@@ -109,7 +121,11 @@ def second_order_terms(
         first=(c1 * s.x).detach(),
         second=(c2 * t.x).detach(),
         p=p,
-        diagnostics={"first": s.diagnostics.to_dict(), "second": t.diagnostics.to_dict()},
+        diagnostics={
+            "first": s.diagnostics.to_dict(),
+            "second": t.diagnostics.to_dict(),
+            "damping": lam,
+        },
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ from torch import Tensor
 from .._seed import check_seed
 from ..errors import InputError
 from ..params.subset import ParameterSubset
+from .damping import DampingSpec, parse_damping
 from .options import EditOptions, parse_options
 from .record import EditMethod, Schedule
 from .validation import ValidationScore, resolve_validation
@@ -28,7 +28,7 @@ class EditSettings:
     score: ValidationScore | None
     validation_info: dict[str, Any] | None
     ratio: float
-    damping: float
+    damping: DampingSpec
     seed: int
     budget: int | None
     subset: ParameterSubset | None
@@ -45,7 +45,9 @@ class EditSettings:
             "criterion": str(getattr(self.criterion, "value", self.criterion)),
             "ratio": self.ratio,
             "solver": self.solver if isinstance(self.solver, str) else repr(self.solver),
-            "damping": self.damping,
+            "damping": (
+                self.damping.value if self.damping.mode == "absolute" else self.damping.describe()
+            ),
             "seed": self.seed,
             "budget": self.budget,
             "subset_given": self.subset is not None,
@@ -73,11 +75,14 @@ def check_settings(
     the_method = EditMethod.parse(method)
     the_schedule = Schedule.parse(schedule)
     score, info = resolve_validation(validation)
-    if the_schedule is Schedule.PAPER and score is None:
+    if the_schedule is Schedule.AUTO:
+        the_schedule = Schedule.NEWTON if score is None else Schedule.SEARCH
+    if the_schedule in (Schedule.PAPER, Schedule.SEARCH) and score is None:
         raise InputError(
-            "schedule='paper' chooses the step size and count on validation data: pass "
+            f"schedule={the_schedule.value!r} chooses the step on validation data: pass "
             "validation=ClassRemovalValidation(val_data, forget_class) or a callable "
-            "score(model) built on the validation split (never on test data)"
+            "score(model) built on the validation split (never on test data), or use "
+            "schedule='newton'"
         )
     if subset is not None and not isinstance(subset, ParameterSubset):
         raise InputError(
@@ -109,7 +114,7 @@ def check_settings(
         score=score,
         validation_info=info,
         ratio=_ratio(ratio),
-        damping=_damping(damping),
+        damping=parse_damping(damping),
         seed=_seed(seed),
         budget=None if budget is None else int(budget),
         subset=subset,
@@ -130,13 +135,6 @@ def _ratio(ratio: Any) -> float:
             "e.g. ratio=0.05 selects 5% of every layer"
         )
     return float(ratio)
-
-
-def _damping(damping: Any) -> float:
-    ok = isinstance(damping, numbers.Real) and not isinstance(damping, bool)
-    if not ok or not math.isfinite(damping) or damping < 0:
-        raise InputError(f"damping must be a finite number >= 0, got {damping!r}")
-    return float(damping)
 
 
 def _seed(seed: Any) -> int:

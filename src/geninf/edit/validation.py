@@ -22,7 +22,13 @@ from torch import Tensor, nn
 
 from ..errors import DataError, InputError
 
-__all__ = ["ClassRemovalValidation", "ValidationScore", "f1_score", "resolve_validation"]
+__all__ = [
+    "ClassRemovalValidation",
+    "LabelChangeValidation",
+    "ValidationScore",
+    "f1_score",
+    "resolve_validation",
+]
 
 ValidationScore = Callable[[nn.Module], float]
 
@@ -158,6 +164,79 @@ class ClassRemovalValidation:
                 pred = model(x).argmax(dim=-1).cpu()
                 parts.append(pred == self.targets[lo : lo + self.batch_size].cpu())
         return torch.cat(parts)
+
+
+class LabelChangeValidation:
+    """Validation score for a label change: harmonic mean of two accuracies.
+
+    a = accuracy on the validation split, b = accuracy on the changed training examples against
+    their *new* labels; the score is ``2ab / (a + b)`` (0 when both are 0). The changed examples
+    are part of the edit request, not held-out data: b says whether the change took effect, a
+    whether the rest of the model survived it. Predictions as in
+    :class:`ClassRemovalValidation`.
+
+    Args:
+        data: the validation split, an ``(inputs, targets)`` tuple of tensors.
+        changed: ``(inputs, new_targets)`` of the changed training examples.
+        batch_size: examples per forward pass.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(2, 2, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = net.weight.copy_(torch.eye(2))
+        >>> val = (torch.eye(2), torch.tensor([0, 1]))
+        >>> LabelChangeValidation(val, (torch.eye(2)[:1], torch.tensor([1])))(net)
+        0.0
+    """
+
+    def __init__(self, data: Any, changed: Any, *, batch_size: int = 1024):
+        self.validation = _accuracy_data(data, "the validation split")
+        self.changed = _accuracy_data(changed, "the changed examples")
+        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = int(batch_size)
+
+    def accuracies(self, model: nn.Module) -> tuple[float, float]:
+        """``(a, b)``: validation accuracy and accuracy on the changed examples (fractions)."""
+        return (
+            _accuracy(model, self.validation, self.batch_size),
+            _accuracy(model, self.changed, self.batch_size),
+        )
+
+    def __call__(self, model: nn.Module) -> float:
+        a, b = self.accuracies(model)
+        return 0.0 if a + b == 0.0 else 2.0 * a * b / (a + b)
+
+    def describe(self) -> dict[str, Any]:
+        """What the score is computed on (JSON-ready, for edit records)."""
+        return {
+            "kind": "label_change_harmonic_accuracy",
+            "num_examples": len(self.validation[1]),
+            "num_changed": len(self.changed[1]),
+        }
+
+
+def _accuracy_data(data: Any, what: str) -> tuple[Tensor, Tensor]:
+    ok = isinstance(data, tuple | list) and len(data) >= 2
+    ok = ok and all(isinstance(t, Tensor) for t in data[:2])
+    if not ok or data[1].dim() != 1 or data[1].is_floating_point() or len(data[1]) == 0:
+        raise DataError(
+            f"{what} must be a non-empty (inputs, integer class targets [N]) tuple of tensors"
+        )
+    if len(data[0]) != len(data[1]):
+        raise DataError(f"{what}: {len(data[0])} inputs but {len(data[1])} targets")
+    return data[0], data[1]
+
+
+def _accuracy(model: nn.Module, data: tuple[Tensor, Tensor], batch_size: int) -> float:
+    device = _model_device(model)
+    hits = 0
+    with torch.no_grad():
+        for lo in range(0, len(data[1]), batch_size):
+            pred = model(data[0][lo : lo + batch_size].to(device)).argmax(dim=-1).cpu()
+            hits += int((pred == data[1][lo : lo + batch_size].cpu()).sum())
+    return hits / len(data[1])
 
 
 def _model_device(model: nn.Module) -> torch.device:

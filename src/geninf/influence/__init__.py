@@ -3,7 +3,9 @@
 from .estimators import (
     InfluenceMethod,
     InfluenceResult,
+    InfluenceSystem,
     influence,
+    influence_system,
     label_change_gradient,
     removal_scale,
 )
@@ -11,7 +13,9 @@ from .estimators import (
 __all__ = [
     "InfluenceMethod",
     "InfluenceResult",
+    "InfluenceSystem",
     "influence",
+    "influence_system",
     "label_change_gradient",
     "removal_scale",
 ]

@@ -27,6 +27,7 @@ Turning x into an edit (method.md §2–3):
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -38,15 +39,24 @@ from torch import Tensor, nn
 
 from ..errors import ConvergenceWarning, InputError
 from ..functional import FunctionalModel
-from ..linalg.base import ColumnSubsetOperator, LinearOperator, PrincipalSubmatrixOperator
+from ..linalg.base import (
+    ColumnSubsetOperator,
+    LinearOperator,
+    MatrixOperator,
+    PrincipalSubmatrixOperator,
+)
 from ..linalg.curvature import DEFAULT_HVP_METHOD, GaussNewtonOperator, HessianOperator
 from ..params.subset import ParameterSubset, resolve_subset
 from ..solvers import SolverDiagnostics, get_solver
+from ..solvers.auto import AutoSolver
+from ..solvers.dense import DenseSolver
 
 __all__ = [
     "InfluenceMethod",
     "InfluenceResult",
+    "InfluenceSystem",
     "influence",
+    "influence_system",
     "label_change_gradient",
     "removal_scale",
 ]
@@ -144,13 +154,165 @@ def influence(
         An :class:`InfluenceResult`; ``result.delta`` is x.
     """
     start = time.perf_counter()
+    check_damping(damping)
+    system = influence_system(
+        model,
+        objective,
+        hessian_data,
+        target_data,
+        method=method,
+        subset=subset,
+        curvature=curvature,
+        hvp_method=hvp_method,
+        gradient=gradient,
+        batch_size=batch_size,
+        check_determinism=check_determinism,
+    )
+    return system.solve(
+        damping,
+        solver=solver,
+        solver_options=solver_options,
+        progress=progress,
+        start=start,
+    )
+
+
+@dataclass
+class InfluenceSystem:
+    """The pieces of an influence system, built once and solved for any damping λ.
+
+    Built by :func:`influence_system`; :meth:`solve` returns what :func:`influence` returns.
+    Solving the same system for several λ (a damping path) reuses the gradient pass and the
+    curvature operator's set-up, and can warm-start each solve from the previous solution.
+
+    Attributes:
+        method: the estimator.
+        subset: J (all parameters for ``original``).
+        curvature: H without damping (an operator on all n parameters).
+        gradient: g, the flat right-hand side of length n.
+        curvature_name: ``"hessian"`` or ``"gauss_newton"``.
+        hvp_method: the HVP method of the Hessian operator.
+    """
+
+    method: InfluenceMethod
+    subset: ParameterSubset
+    curvature: LinearOperator
+    gradient: Tensor
+    curvature_name: str = "hessian"
+    hvp_method: str = DEFAULT_HVP_METHOD.value
+    _dense: Tensor | None = field(default=None, repr=False)
+
+    def solve(
+        self,
+        damping: float = 0.0,
+        *,
+        solver: Any = "auto",
+        solver_options: dict[str, Any] | None = None,
+        x0: Tensor | None = None,
+        progress: bool = False,
+        start: float | None = None,
+        cache_dense: bool = False,
+    ) -> InfluenceResult:
+        """Solve the system of :attr:`method` with H + ``damping``·I (warm start ``x0``).
+
+        With ``cache_dense`` and a solver that would materialize the system (``dense``, or
+        ``auto`` on few enough columns), the undamped matrix is materialized once and reused
+        for every later damping: λ only adds to its diagonal entries.
+        """
+        start = time.perf_counter() if start is None else start
+        check_damping(damping)
+        H = self.curvature.damped(float(damping))
+        the_solver = get_solver(solver, **(solver_options or {}))
+        method, subset, g = self.method, self.subset, self.gradient
+        dense = self._dense_system(the_solver, float(damping)) if cache_dense else None
+        if dense is not None:
+            rhs = subset.gather(g) if method is InfluenceMethod.FREEZING else g
+            res = DenseSolver(max_size=dense.shape[1]).solve(dense, rhs, progress=progress)
+            delta = res.x if method is not InfluenceMethod.PROJECTING else subset.gather(res.x)
+        elif method is InfluenceMethod.GIF:
+            res = the_solver.solve(ColumnSubsetOperator(H, subset), g, x0=x0, progress=progress)
+            delta = res.x
+        elif method is InfluenceMethod.FREEZING:
+            A = PrincipalSubmatrixOperator(H, subset)
+            res = the_solver.solve(A, subset.gather(g), x0=x0, progress=progress)
+            delta = res.x
+        else:
+            full_x0 = None
+            if x0 is not None and method is InfluenceMethod.ORIGINAL:
+                full_x0 = x0
+            res = the_solver.solve(H, g, x0=full_x0, progress=progress)
+            delta = res.x if method is InfluenceMethod.ORIGINAL else subset.gather(res.x)
+        if not res.diagnostics.converged:
+            d = res.diagnostics
+            warnings.warn(
+                f"{d.solver} stopped after {d.iterations} iterations at relative residual "
+                f"{d.residual:.3g} without converging ({d.message or 'iteration limit'})",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return InfluenceResult(
+            delta=delta.detach(),
+            subset=subset,
+            method=method,
+            diagnostics=res.diagnostics,
+            gradient_norm=float(g.norm()),
+            wall_time=time.perf_counter() - start,
+            extra={
+                "damping": float(damping),
+                "curvature": self.curvature_name,
+                "hvp_method": self.hvp_method,
+            },
+        )
+
+    def _dense_system(self, solver: Any, damping: float) -> MatrixOperator | None:
+        """The damped system as a matrix, materialized once (None if the solver is iterative)."""
+        if isinstance(solver, AutoSolver):
+            limit = solver.max_dense
+        elif isinstance(solver, DenseSolver):
+            limit = solver.max_size
+        else:
+            return None
+        if self._dense is None:
+            if self.method is InfluenceMethod.GIF:
+                base: LinearOperator = ColumnSubsetOperator(self.curvature, self.subset)
+            elif self.method is InfluenceMethod.FREEZING:
+                base = PrincipalSubmatrixOperator(self.curvature, self.subset)
+            else:
+                base = self.curvature
+            if base.shape[1] > limit:
+                return None
+            self._dense = base.to_dense(max_size=limit)
+        M = self._dense.clone()
+        cols = torch.arange(M.shape[1], device=M.device)
+        rows = self.subset.indices_on(M.device) if self.method is InfluenceMethod.GIF else cols
+        M[rows, cols] += damping
+        return MatrixOperator(M, symmetric=self.method is not InfluenceMethod.GIF)
+
+
+def influence_system(
+    model: nn.Module,
+    objective: Any,
+    hessian_data: Any,
+    target_data: Any = None,
+    *,
+    method: InfluenceMethod | str = InfluenceMethod.GIF,
+    subset: ParameterSubset | None = None,
+    curvature: str = "hessian",
+    hvp_method: str = DEFAULT_HVP_METHOD.value,
+    gradient: Tensor | None = None,
+    batch_size: int | None = None,
+    check_determinism: bool = True,
+) -> InfluenceSystem:
+    """Build the system of :func:`influence` (same arguments) without solving it.
+
+    The gradient g is computed here (one pass over ``target_data``); H is an operator whose
+    products stream over ``hessian_data`` when the system is solved.
+    """
     try:
         method = InfluenceMethod(method)
     except ValueError:
         valid = ", ".join(m.value for m in InfluenceMethod)
         raise InputError(f"unknown influence method {method!r}; choose one of: {valid}") from None
-    if not isinstance(damping, int | float) or not damping >= 0.0:
-        raise InputError(f"damping must be a non-negative number, got {damping!r}")
     fmodel = FunctionalModel(model, objective, check_determinism=check_determinism)
     subset = resolve_subset(
         model, subset,
@@ -158,37 +320,16 @@ def influence(
     )  # fmt: skip
     g = _right_hand_side(fmodel, target_data, gradient, batch_size)
     H = _curvature(fmodel, hessian_data, curvature, hvp_method, batch_size, check_determinism)
-    H = H.damped(float(damping))
-    the_solver = get_solver(solver, **(solver_options or {}))
+    return InfluenceSystem(method, subset, H, g, curvature, hvp_method)
 
-    if method is InfluenceMethod.GIF:
-        A: LinearOperator = ColumnSubsetOperator(H, subset)
-        res = the_solver.solve(A, g, progress=progress)
-        delta = res.x
-    elif method is InfluenceMethod.FREEZING:
-        A = PrincipalSubmatrixOperator(H, subset)
-        res = the_solver.solve(A, subset.gather(g), progress=progress)
-        delta = res.x
-    else:
-        res = the_solver.solve(H, g, progress=progress)
-        delta = res.x if method is InfluenceMethod.ORIGINAL else subset.gather(res.x)
-    if not res.diagnostics.converged:
-        d = res.diagnostics
-        warnings.warn(
-            f"{d.solver} stopped after {d.iterations} iterations at relative residual "
-            f"{d.residual:.3g} without converging ({d.message or 'iteration limit'})",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    return InfluenceResult(
-        delta=delta.detach(),
-        subset=subset,
-        method=method,
-        diagnostics=res.diagnostics,
-        gradient_norm=float(g.norm()),
-        wall_time=time.perf_counter() - start,
-        extra={"damping": float(damping), "curvature": curvature, "hvp_method": hvp_method},
-    )
+
+def check_damping(damping: Any) -> float:
+    """``damping`` as a float, or an InputError unless it is a finite number ≥ 0."""
+    if isinstance(damping, bool) or not isinstance(damping, int | float):
+        raise InputError(f"damping must be a non-negative number, got {damping!r}")
+    if not (damping >= 0.0 and math.isfinite(damping)):
+        raise InputError(f"damping must be a non-negative number, got {damping!r}")
+    return float(damping)
 
 
 def removal_scale(num_train: int, num_removed: int) -> float:

@@ -18,8 +18,7 @@ images with the trigger stamped); the test split is read only after each edit, f
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +142,6 @@ class BackdoorConfig(ExperimentConfig):
     width: float = 0.5
     epochs: int = 40
     max_train: int | None = 1000
-    solver_options: Mapping[str, Any] = field(
-        default_factory=lambda: {"max_iter": 10, "tol": 1e-6, "max_dense": 0}
-    )
     gammas: tuple[float, ...] = (0.1, 0.3)
     poison_rate: float = 0.1
     target_label: int = 4

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ...defaults import EDIT_DEFAULTS
+from ...edit.damping import parse_damping
 from ...edit.record import json_safe
 from ...errors import ConvergenceWarning, InputError
 from ...objective import SupervisedObjective
@@ -64,10 +66,11 @@ class ExperimentConfig:
         normalize: standardize the inputs per channel (statistics of the training split).
         max_train: cap on training examples (stratified sample), None for all.
         max_eval: cap on validation and on test examples, None for all.
-        damping: λ added to the Hessian of every influence method.
-        solver: solver name for the influence systems (``"auto"``: LSMR for GIF's rectangular
-            system, CG with an LSMR fallback for square ones).
-        solver_options: keyword options of the solver (iteration cap, tolerance, ...).
+        damping: the damping of every influence method (``"auto"``, ``"rel:ρ"`` or λ), by
+            default the library's (:data:`geninf.defaults.EDIT_DEFAULTS`).
+        solver: solver name for the influence systems (default: the library's).
+        solver_options: keyword options of the solver (iteration cap, tolerance, ...); empty:
+            the library's edit defaults.
         gammas: step norms γ the ``paper`` schedule tries.
         max_steps: largest step count k the ``paper`` schedule tries.
         edit_batch_size: examples per batch of the gradient and Hessian passes.
@@ -90,11 +93,9 @@ class ExperimentConfig:
     normalize: bool = False
     max_train: int | None = None
     max_eval: int | None = None
-    damping: float = 0.01
-    solver: str = "auto"
-    solver_options: Mapping[str, Any] = field(
-        default_factory=lambda: {"max_iter": 50, "tol": 1e-6, "max_dense": 0}
-    )
+    damping: float | str = EDIT_DEFAULTS.damping
+    solver: str = EDIT_DEFAULTS.solver
+    solver_options: Mapping[str, Any] = field(default_factory=dict)
     gammas: tuple[float, ...] = (0.03, 0.1, 0.3)
     max_steps: int = 30
     edit_batch_size: int | None = 512
@@ -138,8 +139,8 @@ class ExperimentConfig:
                 _require_int(name, getattr(self, name), low=1)
         for name in ("width", "lr", "baseline_lr"):
             _require_float(name, getattr(self, name), positive=True)
-        for name in ("weight_decay", "damping"):
-            _require_float(name, getattr(self, name), positive=False)
+        _require_float("weight_decay", self.weight_decay, positive=False)
+        parse_damping(self.damping)
         for g in self.gammas:
             _require_float("gammas", g, positive=True)
         if not self.gammas:

@@ -17,8 +17,9 @@ from torch import nn
 
 from ...bench.models import build_model
 from ...bench.training import evaluate, train_model
+from ...defaults import EDIT_DEFAULTS
 from ...distributed import is_main_process
-from ...edit import ClassRemovalValidation, relabel, remove
+from ...edit import ClassRemovalValidation, LabelChangeValidation, relabel, remove
 from ...errors import InputError
 from ...objective import SupervisedObjective
 from ..checkpoint import MODEL_FILE, Checkpoint, load_checkpoint, save_model
@@ -51,9 +52,9 @@ def _edit_kwargs(o: dict[str, Any]) -> dict[str, Any]:
         "budget": o.get("budget"),
         "solver_options": solver_options(o["solver"], o.get("max_iter"), o.get("tol")),
     }
-    for key in ("gammas", "max_steps", "batch_size"):
+    for key in ("gammas", "max_steps", "batch_size", "damping_path", "hessian_examples"):
         if o.get(key) is not None:
-            kw[key] = tuple(o[key]) if key == "gammas" else o[key]
+            kw[key] = tuple(o[key]) if key in ("gammas", "damping_path") else o[key]
     return kw
 
 
@@ -154,14 +155,16 @@ def remove_run(
     checkpoint: str,
     forget: str,
     out: str,
-    method: str = "gif",
-    criterion: str = "highest_gradients",
-    ratio: float = 0.05,
-    schedule: str = "newton",
-    solver: str = "auto",
+    method: str = EDIT_DEFAULTS.method,
+    criterion: str = EDIT_DEFAULTS.criterion,
+    ratio: float = EDIT_DEFAULTS.ratio,
+    schedule: str = EDIT_DEFAULTS.schedule,
+    solver: str = EDIT_DEFAULTS.solver,
     max_iter: int | None = None,
     tol: float | None = None,
-    damping: float = 0.01,
+    damping: float | str = EDIT_DEFAULTS.damping,
+    damping_path: Sequence[float] | None = None,
+    hessian_examples: int | None = None,
     gammas: Sequence[float] | None = None,
     max_steps: int | None = None,
     budget: int | None = None,
@@ -192,10 +195,10 @@ def remove_run(
         splits = load_data(ckpt.info)
         target = parse_forget(forget, splits, seed=seed)
         c = target.forget_class
-        if schedule == "paper" and c is None:
+        if schedule in ("paper", "search") and c is None:
             raise InputError(
-                "--schedule paper chooses its step on the validation F1 of forgetting a class: "
-                "use --forget class:C, or --schedule newton"
+                f"--schedule {schedule} chooses its step on the validation F1 of forgetting a "
+                "class: use --forget class:C, or --schedule newton (or auto)"
             )
         validation = ClassRemovalValidation(splits.validation, c) if c is not None else None
         wd = float((ckpt.info.get("training") or {}).get("weight_decay", 0.0))
@@ -239,14 +242,16 @@ def relabel_run(
     checkpoint: str,
     changes: str,
     out: str,
-    method: str = "gif",
-    criterion: str = "highest_gradients",
-    ratio: float = 0.05,
-    schedule: str = "newton",
-    solver: str = "auto",
+    method: str = EDIT_DEFAULTS.method,
+    criterion: str = EDIT_DEFAULTS.criterion,
+    ratio: float = EDIT_DEFAULTS.ratio,
+    schedule: str = EDIT_DEFAULTS.schedule,
+    solver: str = EDIT_DEFAULTS.solver,
     max_iter: int | None = None,
     tol: float | None = None,
-    damping: float = 0.01,
+    damping: float | str = EDIT_DEFAULTS.damping,
+    damping_path: Sequence[float] | None = None,
+    hessian_examples: int | None = None,
     gammas: Sequence[float] | None = None,
     max_steps: int | None = None,
     budget: int | None = None,
@@ -264,7 +269,9 @@ def relabel_run(
 ) -> dict[str, Any]:
     """Change the labels of training examples (CSV ``index,new_label``) of ``checkpoint``.
 
-    The validation score (which steers the ``paper`` schedule) is the validation accuracy.
+    The validation score (which steers the step search and ``damping="auto"``) is
+    :class:`~geninf.edit.LabelChangeValidation`: the harmonic mean of the validation accuracy
+    and the accuracy on the changed examples with their new labels.
     Returns the results (the content of ``results.json``).
     """
     o = dict(locals())
@@ -281,9 +288,7 @@ def relabel_run(
         wd = float((ckpt.info.get("training") or {}).get("weight_decay", 0.0))
         original = ckpt.model.to(dev)
 
-        def validation(m: nn.Module) -> float:
-            return evaluate(m, *splits.validation)["acc"]
-
+        validation = LabelChangeValidation(splits.validation, (x[idx], new))
         caught: list[str] = []
         with collect_warnings(caught):
             result = relabel(

@@ -186,7 +186,8 @@ def _forget_indices(kind: str, value: str, splits: Splits, seed: int) -> Tensor:
             ) from None
         return random_forget_indices(m, fraction, seed)
     if not _is_int(value):
-        raise InputError(f"--forget {kind}:N needs an integer, got {value!r}")
+        what = "class" if kind == "class" else "count"
+        raise InputError(f"--forget {kind}:N needs an integer {what}, got {value!r}")
     if kind == "sources":
         sources = (getattr(splits, "sources", None) or {}).get("train")
         if sources is None:
