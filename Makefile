@@ -34,6 +34,6 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
 
-# the benchmark suite (about 40 minutes on 2 cores); JSON and summary.json under benchmarks/results
+# the benchmark suite (about 40 minutes on 2 cores, plus 30-60 for the robustness suite); JSON and summary.json under benchmarks/results
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -201,6 +201,18 @@ def forget_examples_headline(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def robustness_headline(d: dict[str, Any]) -> dict[str, Any]:
+    """Per problem: GIF and retraining scores (mean over seeds) and the verdict."""
+    return {
+        row["problem"]: {
+            "gif": _r(row.get("gif.score")),
+            "retrain": _r(row.get("retrain.score")),
+            "verdict": row["verdict"],
+        }
+        for row in d["summary"]
+    }
+
+
 # ------------------------------------------------------------------------------ the suite
 SUITE: list[Bench] = [
     Bench("hvp_cost", "hvp_cost.py", "hvp_cost.json", ["--out", "{out}"],
@@ -231,6 +243,11 @@ SUITE: list[Bench] = [
           ["--threads", "1", "--out", "{out}"],
           ["--quick", "--fractions", "0.1", "--threads", "1", "--out", "{out}"],
           forget_examples_headline, threads=1),
+    Bench("robustness", "robustness.py", "robustness.json", ["--jobs", "2", "--out", "{out}"],
+          ["--quick", "--methods", "gif,finetune", "--threads", "1", "--out", "{out}"],
+          robustness_headline, threads=1),
+    Bench("iterated_gif", "iterated_gif.py", "iterated_gif.json", ["--out", "{out}"],
+          ["--out", "{out}"], threads=1, default=False),
     Bench("mislabel", "mislabel.py", "mislabel", ["--threads", "1", "--out", "{out}"],
           ["--quick", "--threads", "1", "--out", "{out}"], threads=1, default=False),
     Bench("lds", "lds.py", "lds", ["--threads", "1", "--out", "{out}"],
