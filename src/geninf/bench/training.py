@@ -130,6 +130,7 @@ def train_model(
     seed: int = 0,
     progress: bool = True,
     device: str | torch.device | None = None,
+    on_epoch: Callable[[int, nn.Module], Mapping[str, float]] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with Adam on the mean cross-entropy.
 
@@ -148,6 +149,9 @@ def train_model(
         seed: Seed of the example order and of any randomness inside the model.
         progress: Show a tqdm bar over epochs.
         device: Where to train; the model is moved there. ``None``: where its parameters are.
+        on_epoch: Called as ``on_epoch(epoch, model)`` after each epoch (model in eval mode,
+            then back in train mode); its numbers join the epoch's history record. Its time is
+            excluded from ``seconds`` and ``wall_time``.
 
     Raises:
         InputError: ``epochs`` < 0, ``batch_size`` < 1, ``lr`` or ``weight_decay`` not a finite
@@ -192,6 +196,13 @@ def train_model(
             if validation is not None:
                 metrics = evaluate(model, *validation)
                 record.update(val_loss=metrics["loss"], val_acc=metrics["acc"])
+            if on_epoch is not None:
+                t0 = time.perf_counter()
+                model.eval()
+                with torch.random.fork_rng(devices=rng_devices):
+                    record.update(on_epoch(epoch + 1, model))
+                model.train()
+                start += time.perf_counter() - t0
             record["seconds"] = time.perf_counter() - start
             history.append(record)
             bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
