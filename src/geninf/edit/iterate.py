@@ -15,8 +15,10 @@ the products of one solve; both are charged to the edit's compute.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
+from ..errors import ConvergenceWarning
 from ..functional import FunctionalModel
 from .methods import Plan, edit_solver_options, warm_starts
 from .record import ComputeUsed
@@ -43,14 +45,17 @@ def iterate(
         compute.add_gradient(num)
         system = dataclasses.replace(plan.system, gradient=-g)
         before = system.curvature.num_products
-        res = system.solve(
-            lam,
-            solver=s.solver,
-            solver_options=edit_solver_options(s),
-            x0=x0 if warm_starts(s.solver) else None,
-            progress=s.progress,
-            cache_dense=True,
-        )
+        with warnings.catch_warnings():
+            if "max_iter" not in (s.opts.solver_options or {}):  # as in influence_plans
+                warnings.simplefilter("ignore", ConvergenceWarning)
+            res = system.solve(
+                lam,
+                solver=s.solver,
+                solver_options=edit_solver_options(s),
+                x0=x0 if warm_starts(s.solver) else None,
+                progress=s.progress,
+                cache_dense=True,
+            )
         compute.add_hvps(system.curvature.num_products - before, num)
         if not float(res.delta.norm()) > 0.0:  # at a stationary point of F on J: done
             break

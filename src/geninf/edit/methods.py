@@ -6,12 +6,14 @@ direction x on them, and the theoretical scale of the Newton update (θ_J ← θ
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
 
 from ..defaults import EDIT_DEFAULTS
+from ..errors import ConvergenceWarning
 from ..influence import influence_system, label_change_gradient
 from ..params.subset import ParameterSubset
 from ..selection import Criterion, select_with_summary
@@ -143,16 +145,22 @@ def influence_plans(
     lambdas, damping_info = damping_values(H, s)
     options = edit_solver_options(s)
     plans, x0 = [], None
+    # the default iteration cap truncates on purpose (a regularizer, with the residual in the
+    # record): only a cap the caller chose warns when it stops the solver short
+    truncated_by_default = "max_iter" not in (s.opts.solver_options or {})
     for lam in lambdas:
         used = H.num_products
-        res = system.solve(
-            lam,
-            solver=s.solver,
-            solver_options=options,
-            x0=x0 if warm_starts(s.solver) else None,
-            progress=s.progress,
-            cache_dense=len(lambdas) > 1,
-        )
+        with warnings.catch_warnings():
+            if truncated_by_default:
+                warnings.simplefilter("ignore", ConvergenceWarning)
+            res = system.solve(
+                lam,
+                solver=s.solver,
+                solver_options=options,
+                x0=x0 if warm_starts(s.solver) else None,
+                progress=s.progress,
+                cache_dense=len(lambdas) > 1,
+            )
         solver_info = {**res.diagnostics.to_dict(), "curvature_products": H.num_products - used}
         extra = {"gradient_norm": res.gradient_norm, "damping": lam}
         plans.append(Plan(res.subset, res.delta, scale, solver_info, info, extra, system))
