@@ -361,10 +361,15 @@ def _check_improved(model: nn.Module, result: dict, s: EditSettings, compute) ->
     after = float(result["validation_score"])
     result["baseline_score"], result["improved"] = before, after > before
     if after <= before:
+        advice = (
+            "a larger budget, or an influence method such as method='gif'"
+            if s.method.is_baseline
+            else "a larger ratio, criterion='random', damping='auto' with a longer "
+            "damping_path, or method='finetune'"
+        )
         warnings.warn(
             f"the edit did not improve the validation score ({before:.4g} unedited, {after:.4g} "
-            f"edited by {s.method.value}); try a larger ratio, criterion='random', "
-            "damping='auto' with a longer damping_path, or method='finetune'",
+            f"edited by {s.method.value}); try {advice}",
             EditWarning,
             stacklevel=3,
         )
