@@ -38,6 +38,7 @@ TINY = dict(
     width=0.25,
     epochs=3,
     solver_options={"max_iter": 4, "max_dense": 0},
+    damping="rel:0.01",  # one solve per edit: the runners' mechanics, not the damping path
     gammas=(0.1, 0.3),
     max_steps=4,
 )
