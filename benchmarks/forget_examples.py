@@ -14,7 +14,7 @@ another seed and measures the seed noise every gap contains.
 Methods, all through ``geninf.edit.remove`` on the training data and a validation score only
 (no test data steers any choice):
 
-- ``gif [CRITERION]``: the library's defaults (schedule, damping, solver, ratio 5%), the subset
+- ``gif [CRITERION]``: the library's defaults (schedule, damping, solver, ratio), the subset
   selected from the forget set with the criterion; ``gif [highest_gradients, newton]`` is the raw
   one-shot Newton update (scale r/(m − r)) and ``gif [highest_gradients, paper]`` the authors'
   step-norm/step-count search on the validation score;
