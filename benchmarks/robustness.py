@@ -62,6 +62,7 @@ from geninf.edit.validation import f1_score
 from geninf.objective import SupervisedObjective
 
 INFLUENCE = ("gif", "freezing", "projecting", "original")
+EDIT_OPTIONS: dict = {}  # --edit-options: extra keyword options of every influence edit
 NOISE = 0.10
 
 
@@ -199,7 +200,7 @@ def run_problem(problem: Problem, seed: int, methods: list[str]) -> dict:
         "unedited": {**task.metrics(original), "time": t_train},
         "retrain": {**task.metrics(retrained), "time": t_retrain},
     }
-    common = {"validation": task.validation, "seed": seed}
+    common = {"validation": task.validation, "seed": seed, **EDIT_OPTIONS}
     if problem.hessian_examples:
         common["hessian_examples"] = problem.hessian_examples
     gif_cost = None
@@ -306,8 +307,9 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _run_job(job: tuple[int, int, list[str], str | None]) -> dict:
-    index, seed, methods, partial = job
+def _run_job(job: tuple[int, int, list[str], str | None, dict]) -> dict:
+    index, seed, methods, partial, options = job
+    EDIT_OPTIONS.update(options)  # a spawned worker starts with the module's empty dict
     q = PROBLEMS[index]
     t0 = time.perf_counter()
     run = run_problem(q, seed, methods)
@@ -333,10 +335,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="problem × seed runs in parallel "
                    "processes (one thread each)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="one seed, first two problems")
+    p.add_argument("--edit-options", type=json.loads, default={},
+                   help='extra options of every influence edit as JSON, e.g. '
+                   '\'{"curvature": "gauss_newton"}\' (the default run sets none)')  # fmt: skip
     p.add_argument("--partial", help="also append each finished run to this JSON-lines file")
     p.add_argument("--from-partial", help="summarize the runs of this JSON-lines file instead")
     a = p.parse_args(argv)
     claim(a.out, Path(a.out).with_suffix(".md"))
+    EDIT_OPTIONS.update(a.edit_options)
     torch.set_num_threads(a.threads if a.jobs == 1 else 1)
     problems = [q for q in PROBLEMS if not a.only or a.only in q.name]
     if a.split != "all":
@@ -345,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         problems, seeds = problems[:2], seeds[:1]
     methods = a.methods.split(",")
-    jobs = [(PROBLEMS.index(q), seed, methods, a.partial) for q in problems for seed in seeds]
+    jobs = [(PROBLEMS.index(q), seed, methods, a.partial, a.edit_options)
+            for q in problems for seed in seeds]  # fmt: skip
     jobs.sort(key=lambda j: -PROBLEMS[j[0]].cost)  # the longest first
     if a.from_partial:
         lines = Path(a.from_partial).read_text().splitlines()
@@ -369,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         "defaults": EDIT_DEFAULTS.to_dict(),
         "seeds": seeds,
         "methods": methods,
+        "edit_options": a.edit_options,
         "versions": versions(),
         "summary": summary,
         "table": md,

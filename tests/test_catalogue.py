@@ -1023,6 +1023,42 @@ def _(ctx: Ctx) -> list[str]:
     return ["score", "--checkpoint", "run", "--out", str(ctx.out), "--quiet"]
 
 
+# ====================================================== editing defaults (D, issue 12)
+@row("D01", InputError, "damping must be a finite number >= 0, got -1.0")
+def _(ctx: Ctx) -> None:
+    model, loss, retain, forget = tiny()
+    geninf.remove(model, loss, retain, forget, damping=-1.0)
+
+
+@row("D02", InputError, "damping must be 'auto', 'rel:ρ' (λ = ρ·‖H‖) or a number λ >= 0")
+def _(ctx: Ctx) -> None:
+    model, loss, retain, forget = tiny()
+    geninf.remove(model, loss, retain, forget, damping="strong")
+
+
+@row("D03", InputError, "damping_path is empty; give at least one relative damping")
+def _(ctx: Ctx) -> None:
+    model, loss, retain, forget = tiny()
+    geninf.remove(model, loss, retain, forget, damping_path=())
+
+
+@row("D04", InputError, "hessian_examples=1000 is more than the")
+def _(ctx: Ctx) -> None:
+    model, loss, retain, forget = tiny()
+    geninf.remove(model, loss, retain, forget, hessian_examples=1000)
+
+
+@row("D05", InputError, "option iterations must be a positive int, got 0")
+def _(ctx: Ctx) -> None:
+    model, loss, retain, forget = tiny()
+    geninf.remove(model, loss, retain, forget, iterations=0)
+
+
+@row("D06", 2, "damping must be 'auto', 'rel:ρ' (λ = ρ·‖H‖) or a number λ >= 0, got 'rel:x'")
+def _(ctx: Ctx) -> list[str]:
+    return ctx.remove("--forget", "class:1", "--damping", "rel:x", *FAST)
+
+
 # ================================================================================= the tests
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
