@@ -203,8 +203,10 @@ def bn_cnn(input_shape, num_classes, seed):
 
 class EncoderLayer(nn.Module):
     """Post-norm Transformer-encoder layer with attention written out (softmax(QKᵀ/√d)V per
-    head): PyTorch's fused attention kernels have no double backward, so Hessian-vector
-    products through ``nn.TransformerEncoderLayer`` fail on the CPU."""
+    head). Written when Hessian products through ``nn.TransformerEncoderLayer`` failed (PyTorch's
+    fused attention kernels have no double backward); geninf's curvature products now select
+    the math kernel (``geninf.linalg.curvature.differentiable_attention``), and the layer stays
+    so that the committed results stay reproducible."""
 
     def __init__(self, d: int, heads: int, hidden: int):
         super().__init__()

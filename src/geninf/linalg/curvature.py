@@ -28,6 +28,7 @@ are in the README's Performance section (``benchmarks/hvp_cost.py``).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from enum import Enum
@@ -124,9 +125,10 @@ class CurvatureOperator(LinearOperator):
         self._count += 1
         vd = self.fmodel.params_from_flat(v.to(self.dtype))
         acc = torch.zeros(v.numel() + 1, dtype=self.dtype, device=v.device)
-        for i, batch, n in self.fmodel.iter_sharded(self.data):
-            acc[:-1] += n * self._flatten(self._batch_product(i, batch, vd))
-            acc[-1] += n
+        with differentiable_attention():
+            for i, batch, n in self.fmodel.iter_sharded(self.data):
+                acc[:-1] += n * self._flatten(self._batch_product(i, batch, vd))
+                acc[-1] += n
         all_reduce_sum(acc)  # sums over ranks when data is sharded (geninf.distributed)
         self._num_examples = int(acc[-1])
         out = acc[:-1] / acc[-1]
@@ -141,7 +143,8 @@ class CurvatureOperator(LinearOperator):
             raise InputError(f"batch index {index} out of range [0, {len(self._batch_list)})")
         self._count += 1
         vd = self.fmodel.params_from_flat(v.to(self.dtype))
-        out = self._flatten(self._batch_product(index, self._batch_list[index], vd))
+        with differentiable_attention():
+            out = self._flatten(self._batch_product(index, self._batch_list[index], vd))
         _check_finite(out, type(self).__name__, self._count)
         return out
 
@@ -316,6 +319,23 @@ class GaussNewtonOperator(CurvatureOperator):
             rv = _hvp_reverse_over_forward(lambda p: torch.as_tensor(reg(p)), params, v)
             gv = {k: gv[k] + rv[k] for k in gv}
         return gv
+
+
+def differentiable_attention() -> contextlib.AbstractContextManager:
+    """Run ``scaled_dot_product_attention`` with its composite (math) kernel.
+
+    PyTorch's fused attention kernels (flash, memory-efficient, the CPU flash kernel) have no
+    double backward, so a Hessian product through ``nn.MultiheadAttention`` or
+    ``nn.TransformerEncoderLayer`` would fail with "derivative for
+    aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented". Curvature
+    products therefore select the math kernel, which is built from differentiable operations;
+    it computes the same attention (within floating-point rounding) at a higher memory cost.
+    """
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: no kernel selection
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def _hvp_reverse_over_forward(f: Callable[[Any], Tensor], x: Any, v: Any) -> Any:
