@@ -54,8 +54,8 @@ from _outputs import claim, write_text
 from robust_problems import PROBLEMS, Data, Problem
 
 import geninf
-from geninf import ClassRemovalValidation
-from geninf.bench import train_model
+from geninf import ClassRemovalValidation, LabelChangeValidation
+from geninf.bench import evaluate, train_model
 from geninf.bench.backdoor import checkerboard_trigger, poison, triggered_test
 from geninf.defaults import EDIT_DEFAULTS
 from geninf.edit.validation import f1_score
@@ -67,11 +67,7 @@ NOISE = 0.10
 
 
 def accuracy(model, data) -> float:
-    with torch.no_grad():
-        out = []
-        for lo in range(0, len(data[1]), 1024):
-            out.append(model(data[0][lo : lo + 1024]).argmax(-1) == data[1][lo : lo + 1024])
-    return float(torch.cat(out).double().mean()) if out else float("nan")
+    return evaluate(model, *data)["acc"] / 100.0
 
 
 def train(problem: Problem, data: Data, train_set, seed: int):
@@ -124,14 +120,7 @@ class RelabelTask:
         self.data, self.idx, self.true = data, idx, y[idx].clone()
         self.train_set = (x, noisy)
         self.edited_set = data.train
-        corrected = (x[idx], self.true)
-        val = data.validation
-
-        def score(model) -> float:
-            a, b = accuracy(model, val), accuracy(model, corrected)
-            return 0.0 if a + b == 0 else 2 * a * b / (a + b)
-
-        self.validation = score
+        self.validation = LabelChangeValidation(data.validation, (x[idx], self.true))
 
     def edit(self, model, obj, method, **kw):
         return geninf.relabel(

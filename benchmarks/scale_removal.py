@@ -37,7 +37,7 @@ from _outputs import claim, write_text
 
 import geninf
 from geninf import ClassRemovalValidation
-from geninf.bench import build_model, load_dataset, train_model
+from geninf.bench import build_model, evaluate, load_dataset, train_model
 from geninf.data import stratified_sample
 from geninf.edit.validation import f1_score
 from geninf.objective import SupervisedObjective
@@ -46,19 +46,14 @@ FORGET = 8
 TRAIN = {"batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4}
 
 
-def accuracy(model, x, y, device) -> float:
-    hits = 0
-    with torch.no_grad():
-        for lo in range(0, len(y), 2048):
-            pred = model(x[lo : lo + 2048].to(device)).argmax(-1).cpu()
-            hits += int((pred == y[lo : lo + 2048]).sum())
-    return hits / max(len(y), 1)
+def accuracy(model, x, y) -> float:
+    return evaluate(model, x, y, batch_size=2048)["acc"] / 100.0
 
 
-def f1_of(model, forget, test, device) -> tuple[float, float, float]:
+def f1_of(model, forget, test) -> tuple[float, float, float]:
     other = test[1] != FORGET
-    s = accuracy(model, *forget, device)
-    t = accuracy(model, test[0][other], test[1][other], device)
+    s = accuracy(model, *forget)
+    t = accuracy(model, test[0][other], test[1][other])
     return f1_score(s, t), s, t
 
 
@@ -85,10 +80,9 @@ def run_row(size: int, model_name: str, seed: int, a, device) -> dict:
 
     original = train_model(build(), (x, y), epochs=a.epochs, seed=seed, progress=False,
                            device=device, **TRAIN).model  # fmt: skip
-    curve: list[tuple[float, float]] = []
 
     def track(epoch, model):
-        return {"test_f1": f1_of(model, forget, test, device)[0]}
+        return {"test_f1": f1_of(model, forget, test)[0]}
 
     sync(device)
     re = train_model(build(), (retain[0].cpu(), retain[1].cpu()), epochs=a.epochs, seed=seed,
@@ -113,7 +107,7 @@ def run_row(size: int, model_name: str, seed: int, a, device) -> dict:
             res = geninf.remove(original, obj, retain, forget_dev, method=method, **kw)
         sync(device)
         elapsed = time.perf_counter() - t0
-        f1, s, t = f1_of(res.model, forget, test, device)
+        f1, s, t = f1_of(res.model, forget, test)
         rec = res.record
         if method == "gif":
             gif_cost = rec.compute.example_gradients
@@ -132,6 +126,7 @@ def run_row(size: int, model_name: str, seed: int, a, device) -> dict:
 def summarize(rows: list[dict], methods: list[str]) -> str:
     head = ("| model | n train | retrain time (s) | retrain F1 | retrain to GIF's F1 (s) | "
             "GIF time (s) | GIF F1 | GIF products | full retrain ÷ GIF | "
+            "retrain to GIF's F1 ÷ GIF | "
             + " | ".join(f"{m} F1" for m in methods if m != "gif") + " |")  # fmt: skip
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     keys = dict.fromkeys((r["model"], r["size"]) for r in rows)
@@ -146,7 +141,7 @@ def summarize(rows: list[dict], methods: list[str]) -> str:
             ms(lambda r: r["retrain"]["time"]), ms(lambda r: r["retrain"]["f1"]),
             ms(lambda r: r.get("retrain_to_gif_f1")), ms(lambda r: r.get("gif", {}).get("time")),
             ms(lambda r: r.get("gif", {}).get("f1")), ms(lambda r: r.get("gif", {}).get("hvps")),
-            ms(lambda r: r.get("speedup_full")),
+            ms(lambda r: r.get("speedup_full")), ms(lambda r: r.get("speedup_to_gif_f1")),
         ] + [ms(lambda r, m=m: r.get(m, {}).get("f1")) for m in methods if m != "gif"]  # fmt: skip
         lines.append(f"| {model} | {g[0]['train']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

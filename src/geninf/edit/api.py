@@ -260,7 +260,11 @@ def _apply(model: nn.Module, plans: list[Plan], s: EditSettings, compute: Comput
         "subset": plan.subset_info,
         "solver": plan.solver,
         "direction_norm": float(plan.direction.norm()),
-        "update_norm": abs(outcome.alpha) * float(plan.direction.norm()),
+        "update_norm": (
+            _distance(model, outcome.model)  # several directions: measure the move itself
+            if steps
+            else abs(outcome.alpha) * float(plan.direction.norm())
+        ),
         **describe_outcome(outcome),
         "damping": info,
         "extra": {**extra, "alpha": outcome.alpha, **({"iterations": steps} if steps else {})},

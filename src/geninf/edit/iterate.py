@@ -81,5 +81,5 @@ def iterate(
         )
         if not improved:
             break
-        current = dataclasses.replace(nxt, alpha=current.alpha)
+        current = dataclasses.replace(nxt, alpha=current.alpha)  # α of the first step
     return current, history

@@ -75,7 +75,7 @@ def removal_plan(
     J, info = resolve_subset(task.model, task.objective, task.forget, method, s, compute)
     hessian_data, num_hessian = hessian_sample(task.retain, task.num_retain, s)
     if method is EditMethod.SECOND_ORDER:
-        return [_second_order_plan(task, s, compute, info, hessian_data, num_hessian)]
+        return [_second_order_plan(task, s, compute, info, hessian_data)]
     plans = influence_plans(
         task.model,
         task.objective,
@@ -95,22 +95,19 @@ def removal_plan(
     return plans
 
 
-def _second_order_plan(task, s, compute, info, hessian_data, num_hessian) -> Plan:
+def _second_order_plan(task, s, compute, info, hessian_data) -> Plan:
+    """Basu et al.'s estimate; ``damping="auto"`` uses the relative fallback (no path)."""
     spec = s.damping
-    relative = None
-    if spec.mode == "relative":
-        relative = spec.value
-    elif spec.mode == "auto":
-        relative = EDIT_DEFAULTS.damping_fallback
+    relative = {"relative": spec.value, "auto": EDIT_DEFAULTS.damping_fallback}.get(spec.mode)
     terms = second_order_terms(
         task.model,
         task.objective,
         hessian_data,
         task.forget,
-        num_retain=num_hessian,
+        num_retain=task.num_retain,  # p = r/m from the full counts, as the Newton scale
         num_forget=task.num_forget,
         solver=s.solver,
-        damping=float(spec.value or 0.0) if relative is None else 0.0,
+        damping=spec.value if spec.mode == "absolute" else 0.0,
         relative_damping=relative,
         seed=s.seed,
         batch_size=s.opts.batch_size,
@@ -142,9 +139,7 @@ def relabel_plan(
         task.model, task.objective, task.old, task.new, task.num_train, s.opts, compute
     )
     idx = sample_indices(task.data, task.num_train, s)
-    pick = (lambda d: d) if idx is None else (lambda d: tuple(t[idx.to(t.device)] for t in d))
-    hessian_data = pick(task.data)
-    num_hessian = task.num_train if idx is None else int(idx.numel())
+    hessian_data, num_hessian = _take(task.data, idx, task.num_train)
     plans = influence_plans(
         task.model,
         task.objective,
@@ -159,7 +154,7 @@ def relabel_plan(
         gradient=g,
     )
     for plan in plans:  # what iterated GIF re-linearizes: the corrected objective
-        plan.objective = (task.objective, pick(task.corrected), num_hessian)
+        plan.objective = (task.objective, _take(task.corrected, idx, 0)[0], num_hessian)
     return plans
 
 
@@ -171,7 +166,11 @@ def hessian_sample(data: Any, num: int, s: EditSettings) -> tuple[Any, int]:
         InputError: the option is set but ``data`` is not a tuple of tensors with integer class
             targets, or it asks for more examples than ``data`` holds.
     """
-    idx = sample_indices(data, num, s)
+    return _take(data, sample_indices(data, num, s), num)
+
+
+def _take(data: Any, idx: Tensor | None, num: int) -> tuple[Any, int]:
+    """``(data, num)`` unchanged when ``idx`` is None, else the rows ``idx`` and their count."""
     if idx is None:
         return data, num
     return tuple(t[idx.to(t.device)] for t in data), int(idx.numel())

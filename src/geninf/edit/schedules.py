@@ -16,6 +16,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -122,9 +123,21 @@ def paper_search(
 
 
 def _scorer(model, subset, direction, scale, score, compute):
+    """``evaluate(t)``: the score of θ_J + t·scale·x, on one working copy of ``model`` whose
+    touched tensors are reset to ``model``'s before each step (the same arithmetic as editing a
+    fresh copy, without a deep copy per evaluation)."""
+    work = copy.deepcopy(model)
+    touched = [name for name, row in subset.summary().items() if row["selected"]]
+    originals = dict(model.named_parameters())
+    params = dict(work.named_parameters())
+
     def evaluate(t: float) -> float:
+        with torch.no_grad():
+            for name in touched:
+                params[name].copy_(originals[name])
+        subset.apply(work, direction, alpha=t * scale, inplace=True)
         compute.validation_evaluations += 1
-        return evaluate_score(score, subset.apply(model, direction, alpha=t * scale))
+        return evaluate_score(score, work)
 
     return evaluate
 

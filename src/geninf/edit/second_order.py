@@ -81,7 +81,9 @@ def second_order_terms(
     seed: int = 0,
 ) -> SecondOrderTerms:
     """Compute I¹ and I″ (module docstring) for removing ``forget_data`` from the training set
-    ``retain_data ∪ forget_data`` (``num_retain`` and ``num_forget`` examples).
+    ``retain_data ∪ forget_data`` (``num_retain`` and ``num_forget`` examples). p uses these
+    counts; ``retain_data`` may be a sample of the retained set (its products are charged for
+    the examples it holds).
 
     With ``relative_damping`` ρ, λ = ρ·‖H‖₂ (estimated by :func:`~geninf.edit.damping.
     curvature_scale` with ``seed``) replaces ``damping``; the λ used is in the diagnostics."""
@@ -93,7 +95,7 @@ def second_order_terms(
     p = num_forget / m
     g = fm.gradient(forget)
     compute.add_gradient(num_forget)
-    H = HessianOperator(
+    H0 = HessianOperator(
         fm,
         None,
         ChainedData(retain, forget),
@@ -102,10 +104,10 @@ def second_order_terms(
     )
     lam = float(damping)
     if relative_damping is not None:
-        scale, used = curvature_scale(H, seed=seed)
-        compute.add_hvps(used, m)
+        scale, used = curvature_scale(H0, seed=seed)
+        compute.add_hvps(used, H0.num_examples)
         lam = float(relative_damping) * scale
-    H = H.damped(lam)
+    H = H0.damped(lam)
     HU = HessianOperator(fm, None, forget, method=hvp_method, check_determinism=check_determinism)
     the_solver = get_solver(solver, **(solver_options or {}))
     s = the_solver.solve(H, g, progress=progress)
@@ -113,7 +115,7 @@ def second_order_terms(
     v = HU.matvec(s.x)
     t = the_solver.solve(H, v, progress=progress)
     _warn(t)
-    compute.add_hvps(s.diagnostics.products + t.diagnostics.products, m)
+    compute.add_hvps(s.diagnostics.products + t.diagnostics.products, H0.num_examples)
     compute.add_hvps(1, num_forget)
     c1 = (1.0 - 2.0 * p) / (1.0 - p) ** 2 * p
     c2 = p**2 / (1.0 - p) ** 2

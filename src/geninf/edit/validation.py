@@ -156,14 +156,18 @@ class ClassRemovalValidation:
         }
 
     def _correct(self, model: nn.Module) -> Tensor:
-        device = _model_device(model)
-        parts = []
-        with torch.no_grad():
-            for lo in range(0, len(self.targets), self.batch_size):
-                x = self.inputs[lo : lo + self.batch_size].to(device)
-                pred = model(x).argmax(dim=-1).cpu()
-                parts.append(pred == self.targets[lo : lo + self.batch_size].cpu())
-        return torch.cat(parts)
+        return _correct(model, self.inputs, self.targets, self.batch_size)
+
+
+def _correct(model: nn.Module, inputs: Tensor, targets: Tensor, batch_size: int) -> Tensor:
+    """Boolean [N]: the argmax of ``model`` equals the target (no gradients, batched)."""
+    device = _model_device(model)
+    parts = []
+    with torch.no_grad():
+        for lo in range(0, len(targets), batch_size):
+            pred = model(inputs[lo : lo + batch_size].to(device)).argmax(dim=-1).cpu()
+            parts.append(pred == targets[lo : lo + batch_size].cpu())
+    return torch.cat(parts)
 
 
 class LabelChangeValidation:
@@ -230,13 +234,7 @@ def _accuracy_data(data: Any, what: str) -> tuple[Tensor, Tensor]:
 
 
 def _accuracy(model: nn.Module, data: tuple[Tensor, Tensor], batch_size: int) -> float:
-    device = _model_device(model)
-    hits = 0
-    with torch.no_grad():
-        for lo in range(0, len(data[1]), batch_size):
-            pred = model(data[0][lo : lo + batch_size].to(device)).argmax(dim=-1).cpu()
-            hits += int((pred == data[1][lo : lo + batch_size].cpu()).sum())
-    return hits / len(data[1])
+    return float(_correct(model, data[0], data[1], batch_size).double().mean())
 
 
 def _model_device(model: nn.Module) -> torch.device:

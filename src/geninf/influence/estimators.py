@@ -220,11 +220,11 @@ class InfluenceSystem:
         for every later damping: λ only adds to its diagonal entries.
         """
         start = time.perf_counter() if start is None else start
-        check_damping(damping)
-        H = self.curvature.damped(float(damping))
+        damping = check_damping(damping)
+        H = self.curvature.damped(damping)
         the_solver = get_solver(solver, **(solver_options or {}))
         method, subset, g = self.method, self.subset, self.gradient
-        dense = self._dense_system(the_solver, float(damping)) if cache_dense else None
+        dense = self._dense_system(the_solver, damping) if cache_dense else None
         if dense is not None:
             rhs = subset.gather(g) if method is InfluenceMethod.FREEZING else g
             res = DenseSolver(max_size=dense.shape[1]).solve(dense, rhs, progress=progress)
@@ -325,9 +325,8 @@ def influence_system(
 
 def check_damping(damping: Any) -> float:
     """``damping`` as a float, or an InputError unless it is a finite number ≥ 0."""
-    if isinstance(damping, bool) or not isinstance(damping, int | float):
-        raise InputError(f"damping must be a non-negative number, got {damping!r}")
-    if not (damping >= 0.0 and math.isfinite(damping)):
+    ok = isinstance(damping, int | float) and not isinstance(damping, bool)
+    if not (ok and damping >= 0.0 and math.isfinite(damping)):
         raise InputError(f"damping must be a non-negative number, got {damping!r}")
     return float(damping)
 
