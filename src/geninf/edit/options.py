@@ -41,6 +41,13 @@ class EditOptions:
             retained data for removal, the data as trained for a label change) over which H is
             computed; None uses all of it. The counts of the Newton scale r/(m − r) stay those of
             the full data.
+        forget_examples: the size k of a stratified, seeded sample of the examples removed
+            (``remove``) or changed (``relabel``) over which the gradient g is computed; None
+            (or k = r) uses all r of them. The summed gradient is estimated by the sample mean
+            times r (unbiased for a one-class forget set; see :mod:`geninf.edit.plans` for the
+            bias of rounded class quotas and the variance), so the Newton scale keeps the full
+            counts. The parameter selection and the step search then see the sample's direction.
+            More than r is refused.
         iterations: Newton steps of iterated GIF (influence methods with a validation score):
             after the first edit, re-linearize at the edited point — the gradient of the edited
             training objective there, the same H — and search a step along the new direction;
@@ -63,6 +70,7 @@ class EditOptions:
     damping_path: tuple[float, ...] = EDIT_DEFAULTS.damping_path
     max_evaluations: int = 24
     hessian_examples: int | None = None
+    forget_examples: int | None = None
     iterations: int = 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +98,7 @@ def parse_options(options: dict[str, Any]) -> EditOptions:
     _positive_int(o, "max_evaluations")
     _positive_int(o, "iterations")
     _positive_int(o, "hessian_examples", allow_none=True)
+    _positive_int(o, "forget_examples", allow_none=True)
     if "damping_path" in o:
         o["damping_path"] = parse_path(o["damping_path"])
     if "hvp_method" in o:

@@ -3,6 +3,21 @@
 Removal of U from S = R ∪ U: H over R, g over U, scale r/(m − r) (influence methods), or the
 second-order Δθ over every parameter with scale 1. Label change: g from
 :func:`geninf.influence.label_change_gradient`, H over the data as trained, scale 1.
+
+Two options replace data by a class-stratified, seeded sample (:func:`sample_indices`), the
+counts of the update staying those of the full data:
+
+- ``hessian_examples``: H over a sample of R (removal) or of the data as trained (label change);
+- ``forget_examples``: g over a sample U_s ⊂ U of k of the r examples removed (or changed). The
+  summed gradient Σ_U ∇ℓ is estimated by (r/k)·Σ_{U_s} ∇ℓ — the sample mean times the full count.
+  For removal that is g over U_s with the scale r/(m − r) unchanged; for a label change g is
+  multiplied by r/k. Without replacement, the estimate is unbiased when the class quotas are
+  proportional (always for a one-class forget set); largest-remainder rounding otherwise tilts
+  the class weights by under one example per class (and k below the number of classes drops
+  classes). Its variance is (1 − k/r)·r²·S²/k per coordinate (S² the variance of the per-example
+  gradients over U), so the direction's noise falls as 1/√k. The parameter selection (from the
+  forget set), the second-order terms (g_U and H_U) and therefore the step search all see the
+  sample. ``forget_examples = r`` uses every example, in their order (the full-data update).
 """
 
 from __future__ import annotations
@@ -24,7 +39,15 @@ from .record import ComputeUsed, EditMethod
 from .second_order import second_order_terms
 from .settings import EditSettings
 
-__all__ = ["RelabelTask", "RemovalTask", "relabel_plan", "removal_plan", "split_changes"]
+__all__ = [
+    "RelabelTask",
+    "RemovalTask",
+    "forget_sample",
+    "hessian_sample",
+    "relabel_plan",
+    "removal_plan",
+    "split_changes",
+]
 
 
 @dataclass(frozen=True)
@@ -72,30 +95,20 @@ def removal_plan(
     task: RemovalTask, s: EditSettings, compute: ComputeUsed, method: EditMethod
 ) -> list[Plan]:
     """The estimates of ``method`` for removing ``task.forget`` (one per damping tried)."""
-    J, info = resolve_subset(task.model, task.objective, task.forget, method, s, compute)
+    forget, num_forget = forget_sample(task.forget, task.num_forget, s)
+    J, info = resolve_subset(task.model, task.objective, forget, method, s, compute)
     hessian_data, num_hessian = hessian_sample(task.retain, task.num_retain, s)
     if method is EditMethod.SECOND_ORDER:
-        return [_second_order_plan(task, s, compute, info, hessian_data)]
-    plans = influence_plans(
-        task.model,
-        task.objective,
-        hessian_data,
-        num_hessian,
-        method=method,
-        subset=J,
-        info=info,
-        scale=task.scale,
-        s=s,
-        compute=compute,
-        target_data=task.forget,
-        num_target=task.num_forget,
-    )
-    for plan in plans:  # what iterated GIF re-linearizes: the retained objective
-        plan.objective = (task.objective, hessian_data, num_hessian)
-    return plans
+        plan = _second_order_plan(task, s, compute, info, hessian_data, forget)
+        return _note_sample([plan], num_forget, task.num_forget)
+    hessian = (hessian_data, num_hessian)  # the retained objective: what iterated GIF
+    return _influence(  # re-linearizes at the edited point
+        task, method, J, info, hessian, hessian_data, num_forget, s, compute,
+        scale=task.scale, target_data=forget, num_target=num_forget,
+    )  # fmt: skip
 
 
-def _second_order_plan(task, s, compute, info, hessian_data) -> Plan:
+def _second_order_plan(task, s, compute, info, hessian_data, forget) -> Plan:
     """Basu et al.'s estimate; ``damping="auto"`` uses the relative fallback (no path)."""
     spec = s.damping
     relative = {"relative": spec.value, "auto": EDIT_DEFAULTS.damping_fallback}.get(spec.mode)
@@ -103,7 +116,7 @@ def _second_order_plan(task, s, compute, info, hessian_data) -> Plan:
         task.model,
         task.objective,
         hessian_data,
-        task.forget,
+        forget,
         num_retain=task.num_retain,  # p = r/m from the full counts, as the Newton scale
         num_forget=task.num_forget,
         solver=s.solver,
@@ -134,27 +147,40 @@ def relabel_plan(
     task: RelabelTask, s: EditSettings, compute: ComputeUsed, method: EditMethod
 ) -> list[Plan]:
     """The estimates of ``method`` for the label change (J selected from the old examples)."""
-    J, info = resolve_subset(task.model, task.objective, task.old, method, s, compute)
-    g = label_change_rhs(
-        task.model, task.objective, task.old, task.new, task.num_train, s.opts, compute
-    )
+    pick = forget_indices(task.old, task.num_changed, s)
+    old, num_old = _take(task.old, pick, task.num_changed)
+    new = _take(task.new, pick, task.num_changed)[0]
+    J, info = resolve_subset(task.model, task.objective, old, method, s, compute)
+    g = label_change_rhs(task.model, task.objective, old, new, task.num_train, s.opts, compute)
+    if num_old != task.num_changed:  # the sample's sum, scaled to the r changes (module doc)
+        g = g * (task.num_changed / num_old)
     idx = sample_indices(task.data, task.num_train, s)
-    hessian_data, num_hessian = _take(task.data, idx, task.num_train)
-    plans = influence_plans(
-        task.model,
-        task.objective,
-        hessian_data,
-        num_hessian,
-        method=method,
-        subset=J,
-        info=info,
-        scale=1.0,
-        s=s,
-        compute=compute,
-        gradient=g,
+    hessian = _take(task.data, idx, task.num_train)
+    corrected = _take(task.corrected, idx, 0)[0]  # what iterated GIF re-linearizes
+    return _influence(
+        task, method, J, info, hessian, corrected, num_old, s, compute, scale=1.0, gradient=g
     )
-    for plan in plans:  # what iterated GIF re-linearizes: the corrected objective
-        plan.objective = (task.objective, _take(task.corrected, idx, 0)[0], num_hessian)
+
+
+def _influence(task, method, J, info, hessian, objective_data, sampled, s, compute, **kw):
+    """:func:`influence_plans` for ``task`` with H over ``hessian = (data, count)``; each plan
+    re-linearizes ``task.objective`` over ``objective_data`` and notes that g saw ``sampled`` of
+    the task's edited examples."""
+    plans = influence_plans(
+        task.model, task.objective, *hessian, method=method, subset=J, info=info, s=s,
+        compute=compute, **kw,
+    )  # fmt: skip
+    for plan in plans:
+        plan.objective = (task.objective, objective_data, hessian[1])
+    total = task.num_forget if isinstance(task, RemovalTask) else task.num_changed
+    return _note_sample(plans, sampled, total)
+
+
+def _note_sample(plans: list[Plan], sampled: int, total: int) -> list[Plan]:
+    """Record in each plan's ``extra`` how many of the ``total`` edited examples g saw."""
+    if sampled != total:
+        for plan in plans:
+            plan.extra["forget_sample"] = {"examples": sampled, "of": total}
     return plans
 
 
@@ -176,21 +202,44 @@ def _take(data: Any, idx: Tensor | None, num: int) -> tuple[Any, int]:
     return tuple(t[idx.to(t.device)] for t in data), int(idx.numel())
 
 
-def sample_indices(data: Any, num: int, s: EditSettings) -> Tensor | None:
-    """The indices :func:`hessian_sample` keeps (None: all of ``data``)."""
-    size = s.opts.hessian_examples
+def forget_sample(data: Any, num: int, s: EditSettings) -> tuple[Any, int]:
+    """A stratified sample of ``forget_examples`` of the ``num`` examples removed (seeded by
+    ``s.seed``), or ``data`` itself when the option is None or asks for all of them; returns
+    ``(data, number of examples)``. Raises as :func:`hessian_sample`."""
+    return _take(data, forget_indices(data, num, s), num)
+
+
+def forget_indices(data: Any, num: int, s: EditSettings) -> Tensor | None:
+    """The indices :func:`forget_sample` keeps (None: all of ``data``, in order)."""
+    if s.opts.forget_examples == num:
+        return None
+    return sample_indices(data, num, s, option="forget_examples")
+
+
+_OVER = {
+    "hessian_examples": "the Hessian is computed over",
+    "forget_examples": "to remove or change (the gradient's data)",
+}
+
+
+def sample_indices(
+    data: Any, num: int, s: EditSettings, *, option: str = "hessian_examples"
+) -> Tensor | None:
+    """The indices :func:`hessian_sample` (or, with ``option="forget_examples"``,
+    :func:`forget_sample`) keeps; None: all of ``data``."""
+    size = getattr(s.opts, option)
     if size is None:
         return None
     if size > num:
         raise InputError(
-            f"hessian_examples={size} is more than the {num} examples the Hessian is computed "
-            f"over; give at most {num}, or drop hessian_examples to use them all"
+            f"{option}={size} is more than the {num} examples {_OVER[option]}; give at most "
+            f"{num}, or drop {option} to use them all"
         )
     ok = isinstance(data, tuple | list) and len(data) >= 2
     ok = ok and all(isinstance(t, Tensor) for t in data)
     if not ok or data[1].dim() != 1 or data[1].is_floating_point():
         raise InputError(
-            "hessian_examples needs the data as an (inputs, targets, ...) tuple of tensors with "
+            f"{option} needs the data as an (inputs, targets, ...) tuple of tensors with "
             "integer class targets (it draws a class-stratified sample); sample the data "
             "yourself for other formats"
         )
