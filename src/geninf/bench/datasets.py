@@ -245,6 +245,46 @@ def _split_indices(
     return tr, va, te
 
 
+def _held_out_fractions(
+    raw: files.RawData, validation_fraction: float | None, test_fraction: float
+) -> tuple[float, float]:
+    """The validation and test fractions to hold out (0 for a split the data gives)."""
+    given_test, given_val = raw.test_images is not None, raw.val_images is not None
+    v = _check_fraction(
+        validation_fraction if validation_fraction is not None else (0.1 if given_test else 0.15),
+        "validation_fraction",
+    )
+    v = 0.0 if given_val else v
+    t = 0.0 if given_test else _check_fraction(test_fraction, "test_fraction")
+    if v + t >= 1.0:
+        raise InputError(f"validation_fraction + test_fraction must be < 1, got {v} + {t}")
+    return v, t
+
+
+def _gather(
+    raw: files.RawData, stored: dict[str, _Part | None], indices: tuple[Tensor, ...]
+) -> tuple[list[tuple[Tensor, Tensor]], dict[str, Tensor]]:
+    """The train, validation and test ``(inputs / scale, targets)`` at ``indices``, and the
+    source group of every example when the data has groups; refuses an empty train or test
+    split."""
+    if indices[0].numel() == 0 or indices[2].numel() == 0:
+        raise DataError(
+            f"{raw.name}: the training or test split came out empty; lower the "
+            "held-out fractions or keep more classes"
+        )
+    parts: list[tuple[Tensor, Tensor]] = []
+    sources: dict[str, Tensor] = {}
+    names = (("train", "pool"), ("validation", "val"), ("test", "test"))
+    for (split, key), idx in zip(names, indices, strict=True):
+        part = stored[key] or stored["pool"]
+        assert part is not None
+        inputs = torch.from_numpy(np.ascontiguousarray(part.x[idx.numpy()])).to(torch.float32)
+        parts.append((inputs / raw.scale, part.y[idx].clone()))
+        if raw.groups is not None:
+            sources[split] = torch.from_numpy(part.source[idx.numpy()].astype(np.int64))
+    return parts, sources
+
+
 def _normalize(parts: list[tuple[Tensor, Tensor]]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Standardize every part in place with per-channel statistics of the first (training) part."""
     train_x = parts[0][0]
@@ -302,15 +342,7 @@ def load_dataset(
     """
     seed = check_seed(seed)
     raw = read_spec(spec, root)
-    given_test, given_val = raw.test_images is not None, raw.val_images is not None
-    v = _check_fraction(
-        validation_fraction if validation_fraction is not None else (0.1 if given_test else 0.15),
-        "validation_fraction",
-    )
-    v = 0.0 if given_val else v
-    t = 0.0 if given_test else _check_fraction(test_fraction, "test_fraction")
-    if v + t >= 1.0:
-        raise InputError(f"validation_fraction + test_fraction must be < 1, got {v} + {t}")
+    v, t = _held_out_fractions(raw, validation_fraction, test_fraction)
     for limit, what in ((max_train, "max_train"), (max_eval, "max_eval")):
         if limit is not None and int(limit) <= 0:
             raise InputError(f"{what} must be a positive integer or None, got {limit}")
@@ -318,21 +350,7 @@ def load_dataset(
     stored = _parts(raw, keep)
     generator = torch.Generator().manual_seed(seed)
     indices = _split_indices(stored, raw.groups is not None, v, t, max_train, max_eval, generator)
-    if indices[0].numel() == 0 or indices[2].numel() == 0:
-        raise DataError(
-            f"{raw.name}: the training or test split came out empty; lower the "
-            "held-out fractions or keep more classes"
-        )
-    parts: list[tuple[Tensor, Tensor]] = []
-    sources: dict[str, Tensor] = {}
-    names = (("train", "pool"), ("validation", "val"), ("test", "test"))
-    for (split, key), idx in zip(names, indices, strict=True):
-        part = stored[key] or stored["pool"]
-        assert part is not None
-        inputs = torch.from_numpy(np.ascontiguousarray(part.x[idx.numpy()])).to(torch.float32)
-        parts.append((inputs / raw.scale, part.y[idx].clone()))
-        if raw.groups is not None:
-            sources[split] = torch.from_numpy(part.source[idx.numpy()].astype(np.int64))
+    parts, sources = _gather(raw, stored, indices)
     stats = _normalize(parts) if normalize else None
     if flatten:
         parts = [(x.flatten(1), y) for x, y in parts]

@@ -103,6 +103,25 @@ def _class_subset(data: tuple[Tensor, Tensor], keep: Tensor) -> tuple[Tensor, Te
     return data[0][keep], data[1][keep]
 
 
+def _forget_set(
+    splits: Splits, forget_class: int, forget_train: tuple[Tensor, Tensor] | None
+) -> tuple[int, tuple[Tensor, Tensor]]:
+    """The removed class as an int and its removed training examples (checked)."""
+    if not isinstance(splits, Splits):
+        raise InputError(
+            f"splits must be geninf.bench.Splits, got {type(splits).__name__}; "
+            "build one with load_dataset"
+        )
+    c = int(forget_class)
+    if not 0 <= c < splits.num_classes:
+        raise InputError(f"forget_class must be in 0..{splits.num_classes - 1}, got {forget_class}")
+    if forget_train is None:
+        forget_train = _class_subset(splits.train, splits.train[1] == c)
+    if forget_train[1].numel() == 0:
+        raise DataError(f"the forget set is empty (class {c} has no training example)")
+    return c, forget_train
+
+
 def class_removal_metrics(
     model: nn.Module,
     splits: Splits,
@@ -133,19 +152,8 @@ def class_removal_metrics(
         DataError: The test split has no example of class ``c`` or none of another class, or the
             forget set is empty.
     """
-    if not isinstance(splits, Splits):
-        raise InputError(
-            f"splits must be geninf.bench.Splits, got {type(splits).__name__}; "
-            "build one with load_dataset"
-        )
-    c = int(forget_class)
-    if not 0 <= c < splits.num_classes:
-        raise InputError(f"forget_class must be in 0..{splits.num_classes - 1}, got {forget_class}")
-    test_x, test_y = splits.test
-    if forget_train is None:
-        forget_train = _class_subset(splits.train, splits.train[1] == c)
-    if forget_train[1].numel() == 0:
-        raise DataError(f"the forget set is empty (class {c} has no training example)")
+    c, forget_train = _forget_set(splits, forget_class, forget_train)
+    test_y = splits.test[1]
     removed_test, kept_test = test_y == c, test_y != c
     if not bool(removed_test.any()) or not bool(kept_test.any()):
         raise DataError(

@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import math
 import numbers
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._factory import resolve_factory
 from .._seed import check_seed
 from ..errors import InputError
 
@@ -289,23 +289,6 @@ _REGISTRY: dict[ModelName, type[nn.Module]] = {
 }
 
 
-def _resolve_factory(spec: str) -> Callable[..., Any]:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise InputError(f"a model factory must be written 'package.module:factory', got {spec!r}")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"cannot import module {module_name!r} for model {spec!r}: {exc}") from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise InputError(f"module {module_name!r} has no attribute {attr!r} (model {spec!r})")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise InputError(f"{spec!r} is a {type(obj).__name__}, not a callable returning a model")
-    return obj
-
-
 def _call_factory(factory: Callable[..., Any], spec: str, kwargs: dict[str, Any]) -> nn.Module:
     try:
         signature: inspect.Signature | None = inspect.signature(factory)
@@ -383,16 +366,7 @@ def build_model(
         "width": float(width),
         **options,
     }
-    if ":" in name:
-        factory: Callable[..., Any] = _resolve_factory(name)
-    else:
-        try:
-            factory = _REGISTRY[ModelName(name.lower())]
-        except ValueError:
-            valid = ", ".join(m.value for m in ModelName)
-            raise InputError(
-                f"unknown model {name!r}; expected one of {valid} or 'package.module:factory'"
-            ) from None
+    factory = _model_factory(name)
     with torch.random.fork_rng(devices=[]), _explain_out_of_memory(name, width):
         torch.default_generator.manual_seed(seed)
         if ":" in name:
@@ -403,6 +377,19 @@ def build_model(
             raise InputError(
                 f"cannot build {name!r} with options {sorted(options)}: {exc}"
             ) from exc
+
+
+def _model_factory(name: str) -> Callable[..., Any]:
+    """The class of a :class:`ModelName`, or the user's ``package.module:factory``."""
+    if ":" in name:
+        return resolve_factory(name, "model")
+    try:
+        return _REGISTRY[ModelName(name.lower())]
+    except ValueError:
+        valid = ", ".join(m.value for m in ModelName)
+        raise InputError(
+            f"unknown model {name!r}; expected one of {valid} or 'package.module:factory'"
+        ) from None
 
 
 @contextlib.contextmanager

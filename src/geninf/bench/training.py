@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .._files import sha256_file
 from .._seed import check_seed
 from ..errors import DataError, InputError, NonFiniteError
 from .datasets import Splits
@@ -158,18 +159,9 @@ def train_model(
             number >= 0, a seed outside torch's range, or a model without trainable parameters.
         NonFiniteError: The training loss became NaN or infinite.
     """
-    if int(epochs) < 0 or int(batch_size) < 1:
-        raise InputError(f"epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
-    _check_rate("lr", lr)
-    _check_rate("weight_decay", weight_decay)
+    _check_options(epochs, batch_size, lr, weight_decay)
     seed = check_seed(seed)
-    validation = None
-    if isinstance(splits_or_data, Splits):
-        inputs, targets = _as_tensors(splits_or_data.train, "training data")
-        if splits_or_data.validation[1].numel() > 0:
-            validation = splits_or_data.validation
-    else:
-        inputs, targets = _as_tensors(splits_or_data, "training data")
+    inputs, targets, validation = _training_data(splits_or_data)
     if not any(p.requires_grad for p in model.parameters()):
         raise InputError(
             f"the model ({type(model).__name__}) has no trainable parameters; there is nothing "
@@ -197,17 +189,48 @@ def train_model(
                 metrics = evaluate(model, *validation)
                 record.update(val_loss=metrics["loss"], val_acc=metrics["acc"])
             if on_epoch is not None:
-                t0 = time.perf_counter()
-                model.eval()
-                with torch.random.fork_rng(devices=rng_devices):
-                    record.update(on_epoch(epoch + 1, model))
-                model.train()
-                start += time.perf_counter() - t0
+                start += _call_on_epoch(on_epoch, epoch + 1, model, record, rng_devices)
             record["seconds"] = time.perf_counter() - start
             history.append(record)
             bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
     model.eval()
     return TrainResult(model=model, history=history, wall_time=time.perf_counter() - start)
+
+
+def _training_data(
+    splits_or_data: Splits | tuple[Tensor, Tensor],
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+    """Training inputs and targets, and the validation split of :class:`Splits` (if not empty)."""
+    if not isinstance(splits_or_data, Splits):
+        inputs, targets = _as_tensors(splits_or_data, "training data")
+        return inputs, targets, None
+    inputs, targets = _as_tensors(splits_or_data.train, "training data")
+    validation = splits_or_data.validation
+    return inputs, targets, validation if validation[1].numel() > 0 else None
+
+
+def _call_on_epoch(
+    on_epoch: Callable[[int, nn.Module], Mapping[str, float]],
+    epoch: int,
+    model: nn.Module,
+    record: dict[str, float],
+    rng_devices: list[torch.device],
+) -> float:
+    """Add ``on_epoch(epoch, model)`` (model in eval mode, global RNG forked) to ``record``;
+    return the seconds it took."""
+    t0 = time.perf_counter()
+    model.eval()
+    with torch.random.fork_rng(devices=rng_devices):
+        record.update(on_epoch(epoch, model))
+    model.train()
+    return time.perf_counter() - t0
+
+
+def _check_options(epochs: int, batch_size: int, lr: float, weight_decay: float) -> None:
+    if int(epochs) < 0 or int(batch_size) < 1:
+        raise InputError(f"epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+    _check_rate("lr", lr)
+    _check_rate("weight_decay", weight_decay)
 
 
 def _check_rate(name: str, value: Any) -> None:
@@ -292,14 +315,6 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _versions() -> dict[str, str]:
     from .. import __version__
 
@@ -322,7 +337,7 @@ def _load_cached(
         raise DataError(
             f"{record_path} exists but {weights} does not; delete {record_path} to retrain"
         )
-    if record.get("sha256") not in (None, _sha256(weights)):
+    if record.get("sha256") not in (None, sha256_file(weights)):
         raise DataError(
             f"{weights} does not match the checksum in {record_path}; delete both files to retrain"
         )
@@ -363,8 +378,6 @@ def train_cached(
         InputError: The stored entry was made with a different config.
         DataError: A stored entry is incomplete, corrupted or does not fit the model.
     """
-    from safetensors.torch import save_file
-
     canonical = _canonical(key_config)
     stem = name or "model-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
     directory = Path(cache_dir).expanduser()
@@ -377,6 +390,19 @@ def train_cached(
             f"{weights} exists without its record {record_path.name} (an interrupted "
             "write?); delete it to retrain"
         )
+    return _train_and_store(weights, record_path, canonical, builder, trainer)
+
+
+def _train_and_store(
+    weights: Path,
+    record_path: Path,
+    canonical: str,
+    builder: Callable[[], nn.Module],
+    trainer: Callable[[nn.Module], Any],
+) -> CachedModel:
+    """Train a fresh ``builder()`` model, then write its weights and record atomically."""
+    from safetensors.torch import save_file
+
     model = builder()
     out = trainer(model)
     record: dict[str, Any] = {
@@ -395,6 +421,6 @@ def train_cached(
         )
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"config": canonical}))
-    record["sha256"] = _sha256(weights)
+    record["sha256"] = sha256_file(weights)
     _atomic_write(record_path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
     return CachedModel(model.eval(), False, weights, record)

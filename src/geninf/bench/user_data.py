@@ -33,7 +33,6 @@ Every problem with the data is one :class:`~geninf.errors.DataError` line that n
 from __future__ import annotations
 
 import csv
-import importlib
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,7 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError, InputError
+from .._factory import resolve_factory
+from ..errors import DataError
 from . import datasets_files as files
 from .user_folder import read_folder
 
@@ -247,24 +247,6 @@ def read_csv(path: str | Path, *, label_column: str = "label", spec: str | None 
     return raw_from_arrays(arrays, f"{p} (label column {label_column!r})", spec or f"csv:{path}")
 
 
-def _resolve(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(
-            f"cannot import module {module_name!r} for data {spec!r}: {exc}; put its package on "
-            "PYTHONPATH"
-        ) from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise InputError(f"module {module_name!r} has no attribute {attr!r} (data {spec!r})")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise InputError(f"data {spec!r} is a {type(obj).__name__}, not a function to call")
-    return obj
-
-
 def _pairs_to_arrays(value: tuple | list, where: str) -> dict[str, Any]:
     arrays: dict[str, Any] = {}
     for (x_name, y_name, _), pair in zip(_SPLITS, value, strict=True):
@@ -286,7 +268,7 @@ def read_factory(spec: str) -> files.RawData:
         InputError: The module or function cannot be found.
         DataError: The factory raised, or returned something else than the documented forms.
     """
-    factory = _resolve(spec)
+    factory = resolve_factory(spec, "data")
     where = f"data factory {spec!r}"
     try:
         value = factory()

@@ -143,6 +143,18 @@ def influence_plans(
     H = system.curvature
     before = H.num_products
     lambdas, damping_info = damping_values(H, s)
+    plans = _solve_path(system, lambdas, s, scale, info)
+    compute.add_hvps(H.num_products - before, num_hessian)
+    for plan in plans:
+        plan.extra["damping_info"] = damping_info
+    return plans
+
+
+def _solve_path(
+    system: Any, lambdas: list[float], s: EditSettings, scale: float, info: dict[str, Any]
+) -> list[Plan]:
+    """One plan per λ of ``lambdas``, each solve warm-started from the previous solution."""
+    H = system.curvature
     options = edit_solver_options(s)
     plans, x0 = [], None
     # the default iteration cap truncates on purpose (a regularizer, with the residual in the
@@ -165,9 +177,6 @@ def influence_plans(
         extra = {"gradient_norm": res.gradient_norm, "damping": lam}
         plans.append(Plan(res.subset, res.delta, scale, solver_info, info, extra, system))
         x0 = res.delta
-    compute.add_hvps(H.num_products - before, num_hessian)
-    for plan in plans:
-        plan.extra["damping_info"] = damping_info
     return plans
 
 

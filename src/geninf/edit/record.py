@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import InputError
+from .._choices import parse_choice
 
 __all__ = [
     "HVP_COST",
@@ -83,7 +83,7 @@ class EditMethod(str, Enum):
     @classmethod
     def parse(cls, value: Any) -> EditMethod:
         """The member for ``value`` (a member or its string, any case)."""
-        return _parse(cls, value, "edit method")
+        return parse_choice(cls, value, "edit method")
 
     @property
     def is_influence(self) -> bool:
@@ -151,19 +151,7 @@ class Schedule(str, Enum):
     @classmethod
     def parse(cls, value: Any) -> Schedule:
         """The member for ``value`` (a member or its string, any case)."""
-        return _parse(cls, value, "schedule")
-
-
-def _parse(cls: type[Enum], value: Any, what: str) -> Any:
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, str):
-        try:
-            return cls(value.strip().lower())
-        except ValueError:
-            pass
-    valid = ", ".join(repr(m.value) for m in cls)
-    raise InputError(f"unknown {what} {value!r}; choose one of {valid}")
+        return parse_choice(cls, value, "schedule")
 
 
 @dataclass

@@ -21,14 +21,12 @@ Cost: one gradient pass over U, two solves with H over S, one product with H_U.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
 from ..data import as_batches
-from ..errors import ConvergenceWarning
 from ..functional import FunctionalModel
 from ..linalg.curvature import HessianOperator
 from ..solvers import SolveResult, get_solver
@@ -96,27 +94,41 @@ def second_order_terms(
     g = fm.gradient(forget)
     compute.add_gradient(num_forget)
     H0 = HessianOperator(
-        fm,
-        None,
-        ChainedData(retain, forget),
-        method=hvp_method,
+        fm, None, ChainedData(retain, forget), method=hvp_method,
         check_determinism=check_determinism,
-    )
+    )  # fmt: skip
+    lam = _damping(H0, damping, relative_damping, seed, compute)
+    H = H0.damped(lam)
+    HU = HessianOperator(fm, None, forget, method=hvp_method, check_determinism=check_determinism)
+    the_solver = get_solver(solver, **(solver_options or {}))
+    s = the_solver.solve(H, g, progress=progress)
+    s.diagnostics.warn_if_unconverged("second_order: ", stacklevel=2)
+    v = HU.matvec(s.x)
+    t = the_solver.solve(H, v, progress=progress)
+    t.diagnostics.warn_if_unconverged("second_order: ", stacklevel=2)
+    compute.add_hvps(s.diagnostics.products + t.diagnostics.products, H0.num_examples)
+    compute.add_hvps(1, num_forget)
+    return _terms(s, t, p, lam)
+
+
+def _damping(
+    H0: HessianOperator,
+    damping: float,
+    relative_damping: float | None,
+    seed: int,
+    compute: ComputeUsed,
+) -> float:
+    """λ: ``damping``, or ρ·‖H‖₂ for ``relative_damping`` ρ (the estimate's products charged)."""
     lam = float(damping)
     if relative_damping is not None:
         scale, used = curvature_scale(H0, seed=seed)
         compute.add_hvps(used, H0.num_examples)
         lam = float(relative_damping) * scale
-    H = H0.damped(lam)
-    HU = HessianOperator(fm, None, forget, method=hvp_method, check_determinism=check_determinism)
-    the_solver = get_solver(solver, **(solver_options or {}))
-    s = the_solver.solve(H, g, progress=progress)
-    _warn(s)
-    v = HU.matvec(s.x)
-    t = the_solver.solve(H, v, progress=progress)
-    _warn(t)
-    compute.add_hvps(s.diagnostics.products + t.diagnostics.products, H0.num_examples)
-    compute.add_hvps(1, num_forget)
+    return lam
+
+
+def _terms(s: SolveResult, t: SolveResult, p: float, lam: float) -> SecondOrderTerms:
+    """I¹ and I″ from s = H⁻¹ g_U and t = H⁻¹ H_U s (module docstring)."""
     c1 = (1.0 - 2.0 * p) / (1.0 - p) ** 2 * p
     c2 = p**2 / (1.0 - p) ** 2
     return SecondOrderTerms(
@@ -129,14 +141,3 @@ def second_order_terms(
             "damping": lam,
         },
     )
-
-
-def _warn(res: SolveResult) -> None:
-    d = res.diagnostics
-    if not d.converged:
-        warnings.warn(
-            f"second_order: {d.solver} stopped after {d.iterations} iterations at relative "
-            f"residual {d.residual:.3g} without converging ({d.message or 'iteration limit'})",
-            ConvergenceWarning,
-            stacklevel=3,
-        )

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -37,7 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConvergenceWarning, InputError
+from .._choices import parse_choice
+from ..errors import InputError
 from ..functional import FunctionalModel
 from ..linalg.base import (
     ColumnSubsetOperator,
@@ -47,7 +47,7 @@ from ..linalg.base import (
 )
 from ..linalg.curvature import DEFAULT_HVP_METHOD, GaussNewtonOperator, HessianOperator
 from ..params.subset import ParameterSubset, resolve_subset
-from ..solvers import SolverDiagnostics, get_solver
+from ..solvers import SolverDiagnostics, SolveResult, get_solver
 from ..solvers.auto import AutoSolver
 from ..solvers.dense import DenseSolver
 
@@ -223,39 +223,18 @@ class InfluenceSystem:
         damping = check_damping(damping)
         H = self.curvature.damped(damping)
         the_solver = get_solver(solver, **(solver_options or {}))
-        method, subset, g = self.method, self.subset, self.gradient
         dense = self._dense_system(the_solver, damping) if cache_dense else None
         if dense is not None:
-            rhs = subset.gather(g) if method is InfluenceMethod.FREEZING else g
-            res = DenseSolver(max_size=dense.shape[1]).solve(dense, rhs, progress=progress)
-            delta = res.x if method is not InfluenceMethod.PROJECTING else subset.gather(res.x)
-        elif method is InfluenceMethod.GIF:
-            res = the_solver.solve(ColumnSubsetOperator(H, subset), g, x0=x0, progress=progress)
-            delta = res.x
-        elif method is InfluenceMethod.FREEZING:
-            A = PrincipalSubmatrixOperator(H, subset)
-            res = the_solver.solve(A, subset.gather(g), x0=x0, progress=progress)
-            delta = res.x
+            res, delta = self._solve_dense(dense, progress)
         else:
-            full_x0 = None
-            if x0 is not None and method is InfluenceMethod.ORIGINAL:
-                full_x0 = x0
-            res = the_solver.solve(H, g, x0=full_x0, progress=progress)
-            delta = res.x if method is InfluenceMethod.ORIGINAL else subset.gather(res.x)
-        if not res.diagnostics.converged:
-            d = res.diagnostics
-            warnings.warn(
-                f"{d.solver} stopped after {d.iterations} iterations at relative residual "
-                f"{d.residual:.3g} without converging ({d.message or 'iteration limit'})",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+            res, delta = self._solve_operator(the_solver, H, x0, progress)
+        res.diagnostics.warn_if_unconverged(stacklevel=3)
         return InfluenceResult(
             delta=delta.detach(),
-            subset=subset,
-            method=method,
+            subset=self.subset,
+            method=self.method,
             diagnostics=res.diagnostics,
-            gradient_norm=float(g.norm()),
+            gradient_norm=float(self.gradient.norm()),
             wall_time=time.perf_counter() - start,
             extra={
                 "damping": float(damping),
@@ -263,6 +242,29 @@ class InfluenceSystem:
                 "hvp_method": self.hvp_method,
             },
         )
+
+    def _solve_operator(
+        self, solver: Any, H: LinearOperator, x0: Tensor | None, progress: bool
+    ) -> tuple[SolveResult, Tensor]:
+        """Solve the system of :attr:`method` on the damped operator H; return x too."""
+        method, subset, g = self.method, self.subset, self.gradient
+        if method is InfluenceMethod.GIF:
+            res = solver.solve(ColumnSubsetOperator(H, subset), g, x0=x0, progress=progress)
+            return res, res.x
+        if method is InfluenceMethod.FREEZING:
+            A = PrincipalSubmatrixOperator(H, subset)
+            res = solver.solve(A, subset.gather(g), x0=x0, progress=progress)
+            return res, res.x
+        full_x0 = x0 if method is InfluenceMethod.ORIGINAL else None
+        res = solver.solve(H, g, x0=full_x0, progress=progress)
+        return res, (res.x if method is InfluenceMethod.ORIGINAL else subset.gather(res.x))
+
+    def _solve_dense(self, dense: MatrixOperator, progress: bool) -> tuple[SolveResult, Tensor]:
+        """Solve with the cached damped matrix of :meth:`_dense_system`; return x too."""
+        method, subset, g = self.method, self.subset, self.gradient
+        rhs = subset.gather(g) if method is InfluenceMethod.FREEZING else g
+        res = DenseSolver(max_size=dense.shape[1]).solve(dense, rhs, progress=progress)
+        return res, (res.x if method is not InfluenceMethod.PROJECTING else subset.gather(res.x))
 
     def _dense_system(self, solver: Any, damping: float) -> MatrixOperator | None:
         """The damped system as a matrix, materialized once (None if the solver is iterative)."""
@@ -308,11 +310,7 @@ def influence_system(
     The gradient g is computed here (one pass over ``target_data``); H is an operator whose
     products stream over ``hessian_data`` when the system is solved.
     """
-    try:
-        method = InfluenceMethod(method)
-    except ValueError:
-        valid = ", ".join(m.value for m in InfluenceMethod)
-        raise InputError(f"unknown influence method {method!r}; choose one of: {valid}") from None
+    method = parse_choice(InfluenceMethod, method, "influence method", any_case=False)
     fmodel = FunctionalModel(model, objective, check_determinism=check_determinism)
     subset = resolve_subset(
         model, subset,

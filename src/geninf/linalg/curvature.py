@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import grad, jvp, linearize, vjp
 
+from .._choices import parse_choice
 from ..data import Batches, as_batches
 from ..distributed import all_reduce_sum
 from ..errors import InputError, NonFiniteError, ObjectiveError
@@ -190,11 +191,7 @@ class HessianOperator(CurvatureOperator):
         super().__init__(
             model, objective, data, batch_size=batch_size, check_determinism=check_determinism
         )
-        try:
-            self.method = HVPMethod(method)
-        except ValueError:
-            valid = ", ".join(m.value for m in HVPMethod)
-            raise InputError(f"unknown HVP method {method!r}; choose one of: {valid}") from None
+        self.method = parse_choice(HVPMethod, method, "HVP method", any_case=False)
         if self.method is HVPMethod.LINEARIZE and _uses_mse(self.fmodel.objective):
             raise InputError(
                 "hvp method 'linearize' crashes the process with F.mse_loss in this torch "

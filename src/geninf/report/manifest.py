@@ -8,12 +8,12 @@ its marker does not list (:func:`foreign_entries`, :func:`replace_refusal`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .._files import sha256_file
 from .atomic import PathLike, atomic_write_json
 
 __all__ = [
@@ -33,14 +33,6 @@ MARKER = "geninf-run.json"
 RUN_FORMAT = "geninf-run/1"
 #: How many foreign entries a refusal names.
 _SHOWN = 3
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _files(folder: Path) -> Iterator[tuple[str, Path]]:
@@ -65,10 +57,10 @@ def write_marker(
     never added."""
     folder = Path(folder)
     if files is None or rewritten is None:
-        listed = {rel: _sha256(path) for rel, path in _files(folder)}
+        listed = {rel: sha256_file(path) for rel, path in _files(folder)}
     else:
         listed = {rel: h for rel, h in files.items() if not rewritten(rel)}
-        listed.update({rel: _sha256(path) for rel, path in _files(folder) if rewritten(rel)})
+        listed.update({rel: sha256_file(path) for rel, path in _files(folder) if rewritten(rel)})
     marker = {"format": RUN_FORMAT, "files": dict(sorted(listed.items()))}
     atomic_write_json(folder / MARKER, marker)
 
@@ -125,7 +117,7 @@ def foreign_entries(
                 continue
             if path.is_symlink() or not path.is_file() or rel not in files:
                 found.append(rel)
-            elif _sha256(path) != files[rel]:
+            elif sha256_file(path) != files[rel]:
                 found.append(f"{rel} (changed)")
         if limit is not None and len(found) >= limit:
             return sorted(found)[:limit]

@@ -164,13 +164,9 @@ def score(
     sink = open_sink((n_query, m_data), fm.dtype, fm.device, out, max_memory)
     bar = tqdm(total=n_query, desc=f"score ({method.value})", disable=not progress, leave=False)
     try:
-        if method is ScoreMethod.RANDOM:
-            for lo in range(0, n_query, query_block):
-                rows = list(range(lo, min(lo + query_block, n_query)))
-                sink.write(lo, _random_rows(seed, rows, m_data, fm))
-                bar.update(len(rows))
+        if system is None:  # method="random"
+            _random_blocks(sink, seed, n_query, m_data, query_block, fm, bar)
         else:
-            assert system is not None
             train_grads = _TrainGradients(fm, train_data, batch_size, m_data, max_memory)
             _score_blocks(sink, system, qfm, queries, train_grads, m, bar)
     except BaseException:
@@ -178,11 +174,10 @@ def score(
         raise
     finally:
         bar.close()
-    if system is not None:
-        system.warn_unconverged()
     meta = _metadata(method, m, (n_query, m_data), damping, solver, subset, curvature, seed)
     meta.update(wall_time=time.perf_counter() - start)
     if system is not None:
+        system.warn_unconverged()
         meta["solves"] = system.summary()
     return sink.finish(meta)
 
@@ -299,6 +294,22 @@ def _score_blocks(
         sink.write(lo, rows)
         lo += rows.shape[0]
         bar.update(rows.shape[0])
+
+
+def _random_blocks(
+    sink: ScoreSink,
+    seed: int,
+    n_query: int,
+    m: int,
+    query_block: int,
+    fm: FunctionalModel,
+    bar: Any,
+) -> None:
+    """``method="random"``: write the rows of ``query_block`` queries at a time."""
+    for lo in range(0, n_query, query_block):
+        rows = list(range(lo, min(lo + query_block, n_query)))
+        sink.write(lo, _random_rows(seed, rows, m, fm))
+        bar.update(len(rows))
 
 
 class _TrainGradients:

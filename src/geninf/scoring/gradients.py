@@ -23,8 +23,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
+from .._choices import parse_choice
 from ..data import as_batches
-from ..errors import DataError, InputError, NonFiniteError
+from ..errors import DataError, NonFiniteError
 from ..functional import FunctionalModel
 
 __all__ = ["GradientStrategy", "per_example_gradients"]
@@ -122,11 +123,7 @@ def batch_gradients(
 
 
 def _strategy(value: Any) -> GradientStrategy:
-    try:
-        return GradientStrategy(value)
-    except ValueError:
-        valid = ", ".join(s.value for s in GradientStrategy)
-        raise InputError(f"unknown gradient strategy {value!r}; choose one of: {valid}") from None
+    return parse_choice(GradientStrategy, value, "gradient strategy", any_case=False)
 
 
 def _vmap_gradients(fm: FunctionalModel, batch: Any) -> Tensor:

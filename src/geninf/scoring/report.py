@@ -138,6 +138,35 @@ def plot_query_top_examples(
     Needs matplotlib (``pip install matplotlib``); uses the Agg canvas only, so it never opens a
     window and leaves pyplot's global state alone.
     """
+    Figure, FigureCanvasAgg = _matplotlib()
+    scores = _matrix(scores)
+    n_q = _plotted_queries(scores, query_images, train_images, max_queries)
+    best = top_k(scores[:n_q], k)
+    fig = Figure(figsize=(1.3 * (2 * k + 1), 1.6 * n_q))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n_q, 2 * k + 1, squeeze=False)
+    for q in range(n_q):
+        _show(axes[q][0], _image(query_images, q, image_shape))
+        axes[q][0].set_title(f"query {q}\n{_label(query_labels, q, class_names)}", fontsize=8)
+        for j in range(k):
+            for col, kind, idx, val, color in (
+                (1 + j, "+", best.helpful, best.helpful_scores, "tab:green"),
+                (1 + k + j, "", best.harmful, best.harmful_scores, "tab:red"),
+            ):
+                i = int(idx[q, j])
+                _show(axes[q][col], _image(train_images, i, image_shape))
+                text = f"{kind}{float(val[q, j]):.2g}\n#{i} {_label(train_labels, i, class_names)}"
+                axes[q][col].set_title(text, fontsize=7, color=color)
+    fig.suptitle(
+        f"queries, top-{k} helpful (green) and harmful (red) training examples", fontsize=9
+    )
+    fig.tight_layout()
+    return _save_png(fig, Path(path), dpi)
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _matplotlib() -> tuple[Any, Any]:
+    """matplotlib's ``Figure`` and Agg canvas classes (an ImportError says how to install it)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -145,7 +174,11 @@ def plot_query_top_examples(
         raise ImportError(
             "plot_query_top_examples needs matplotlib: pip install matplotlib"
         ) from None
-    scores = _matrix(scores)
+    return Figure, FigureCanvasAgg
+
+
+def _plotted_queries(scores: Tensor, query_images: Any, train_images: Any, max_queries: int) -> int:
+    """How many queries :func:`plot_query_top_examples` draws; refuses images that do not fit."""
     n_q = min(int(max_queries), scores.shape[0], len(query_images))
     if n_q < 1:
         raise InputError("plot_query_top_examples needs at least one query and max_queries >= 1")
@@ -154,44 +187,32 @@ def plot_query_top_examples(
             f"scores have {scores.shape[1]} columns but there are {len(train_images)} training "
             "images; pass the images of the scored training examples, in the same order"
         )
-    best = top_k(scores[:n_q], k)
-    fig = Figure(figsize=(1.3 * (2 * k + 1), 1.6 * n_q))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(n_q, 2 * k + 1, squeeze=False)
+    return n_q
 
-    def label(labels: Any, i: int) -> str:
-        if labels is None:
-            return ""
-        v = labels[i]
-        v = int(v) if isinstance(v, Tensor | np.integer) else v
-        return str(class_names[v]) if class_names is not None else str(v)
 
-    for q in range(n_q):
-        _show(axes[q][0], _image(query_images, q, image_shape))
-        axes[q][0].set_title(f"query {q}\n{label(query_labels, q)}", fontsize=8)
-        for j in range(k):
-            for col, kind, idx, val, color in (
-                (1 + j, "+", best.helpful, best.helpful_scores, "tab:green"),
-                (1 + k + j, "", best.harmful, best.harmful_scores, "tab:red"),
-            ):
-                i = int(idx[q, j])
-                _show(axes[q][col], _image(train_images, i, image_shape))
-                text = f"{kind}{float(val[q, j]):.2g}\n#{i} {label(train_labels, i)}"
-                axes[q][col].set_title(text, fontsize=7, color=color)
-    fig.suptitle(
-        f"queries, top-{k} helpful (green) and harmful (red) training examples", fontsize=9
-    )
-    fig.tight_layout()
-    out = Path(path)
+def _label(labels: Any, i: int, class_names: Sequence[str] | None) -> str:
+    """The caption of image ``i``: its label, or the label's class name ("" without labels)."""
+    if labels is None:
+        return ""
+    v = labels[i]
+    v = int(v) if isinstance(v, Tensor | np.integer) else v
+    return str(class_names[v]) if class_names is not None else str(v)
+
+
+def _save_png(fig: Any, out: Path, dpi: int) -> Path:
+    """Save ``fig`` to ``out`` atomically (a temporary PNG beside it, then a rename)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
     os.close(fd)
-    fig.savefig(tmp, dpi=dpi, format="png")
-    os.replace(tmp, out)
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return out
 
 
-# ---------------------------------------------------------------------------------- helpers
 def _matrix(scores: Tensor | np.ndarray) -> Tensor:
     scores = torch.as_tensor(scores)
     if scores.dim() != 2 or not scores.is_floating_point():

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._choices import parse_choice
 from ..errors import ConvergenceWarning, InputError, ModelTooLargeError
 from ..functional import FunctionalModel
 from ..linalg.base import ColumnSubsetOperator, LinearOperator, PrincipalSubmatrixOperator
@@ -77,11 +78,7 @@ class ScoreMethod(str, Enum):
 
 
 def parse_method(method: Any) -> ScoreMethod:
-    try:
-        return ScoreMethod(method)
-    except ValueError:
-        valid = ", ".join(m.value for m in ScoreMethod)
-        raise InputError(f"unknown scoring method {method!r}; choose one of: {valid}") from None
+    return parse_choice(ScoreMethod, method, "scoring method", any_case=False)
 
 
 def build_curvature(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from ..errors import InputError
+from .._choices import parse_choice
 
 __all__ = ["Criterion"]
 
@@ -46,15 +46,7 @@ class Criterion(str, Enum):
     @classmethod
     def parse(cls, value: Any) -> Criterion:
         """Return the member for ``value`` (a member or its string, any case)."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().lower())
-            except ValueError:
-                pass
-        valid = ", ".join(repr(m.value) for m in cls)
-        raise InputError(f"unknown selection criterion {value!r}; use one of {valid}")
+        return parse_choice(cls, value, "selection criterion")
 
     @property
     def is_ranking(self) -> bool:

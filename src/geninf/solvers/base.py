@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -36,7 +37,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..errors import InputError, NonFiniteError
+from ..errors import ConvergenceWarning, InputError, NonFiniteError
 from ..linalg.base import LinearOperator, MatrixOperator
 
 __all__ = ["SolverName", "SolverDiagnostics", "SolveResult", "Solver"]
@@ -103,6 +104,22 @@ class SolverDiagnostics:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (non-finite floats become None)."""
         return {k: _json_safe(v) for k, v in asdict(self).items()}
+
+    def warn_if_unconverged(self, where: str = "", stacklevel: int = 2) -> None:
+        """Issue a :class:`~geninf.errors.ConvergenceWarning` if the solve stopped early.
+
+        Args:
+            where: a prefix of the message naming the computation (``"second_order: "``).
+            stacklevel: as ``warnings.warn`` would take it in the caller of this method.
+        """
+        if not self.converged:
+            warnings.warn(
+                f"{where}{self.solver} stopped after {self.iterations} iterations at relative "
+                f"residual {self.residual:.3g} without converging "
+                f"({self.message or 'iteration limit'})",
+                ConvergenceWarning,
+                stacklevel=stacklevel + 1,
+            )
 
 
 @dataclass
