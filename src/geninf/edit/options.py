@@ -32,6 +32,9 @@ class EditOptions:
         max_steps: the largest step count k the ``"paper"`` schedule tries.
         optimizer: ``"adam"`` or ``"sgd"`` (baselines).
         lr: the baselines' learning rate.
+        unlearning_options: hyper-parameters of the unlearning baselines (``l1_strength``,
+            ``salun_fraction``, ``scrub_alpha``, ``scrub_temperature``, ``scrub_max_fraction``;
+            see :mod:`geninf.edit.unlearning`); None: their defaults.
         train_batch_size: the baselines' mini-batch size.
         checkpoints: with the ``"paper"`` or ``"search"`` schedule, how many evenly spaced
             checkpoints of a baseline run are scored on validation.
@@ -72,6 +75,7 @@ class EditOptions:
     hessian_examples: int | None = None
     forget_examples: int | None = None
     iterations: int = 1
+    unlearning_options: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +120,10 @@ def parse_options(options: dict[str, Any]) -> EditOptions:
             raise InputError(f"option {name} must be True or False, got {o[name]!r}")
     if o.get("solver_options") is not None and not isinstance(o["solver_options"], dict):
         raise InputError(f"solver_options must be a dict, got {type(o['solver_options']).__name__}")
+    if o.get("unlearning_options") is not None:
+        from .unlearning import check_unlearning_options
+
+        o["unlearning_options"] = check_unlearning_options(o["unlearning_options"])
     return EditOptions(**o)
 
 
