@@ -18,7 +18,8 @@ Example:
 
 from .api import select, select_with_summary
 from .criteria import Criterion
-from .rules import LayerGroup, layer_groups
+from .groups import LayerGroup
+from .rules import layer_groups
 from .summary import LayerSelection, SelectionSummary
 
 __all__ = [

@@ -18,7 +18,8 @@ from ..functional import FunctionalModel, check_model_deterministic
 from ..params.subset import ParameterSubset
 from .choose import budget, choose_random, choose_ranked
 from .criteria import Criterion
-from .rules import LayerGroup, layer_groups
+from .groups import LayerGroup
+from .rules import layer_groups
 from .statistics import collect_scores
 from .summary import LayerSelection, SelectionSummary
 

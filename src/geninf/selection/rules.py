@@ -69,7 +69,6 @@ from torch import Tensor, nn
 from ..errors import InputError, SubsetError
 from ..params.layout import trainable_parameters
 from .groups import (
-    ElementValues,
     InProjection,
     LayerGroup,
     Member,
@@ -83,15 +82,7 @@ from .groups import (
     transposed,
 )
 
-__all__ = [
-    "ElementValues",
-    "InProjection",
-    "LayerGroup",
-    "Member",
-    "OutputUnits",
-    "TokenUse",
-    "layer_groups",
-]
+__all__ = ["layer_groups"]  # the group and statistic classes are those of .groups
 
 
 def _last_dim(module: nn.Module, out: Tensor) -> tuple[int, ...]:
