@@ -42,7 +42,7 @@ from .schedules import (
     refine_search,
     search_update,
 )
-from .settings import EditSettings, check_settings
+from .settings import EditSettings, check_call
 from .unlearning import RemovalData, run_unlearning
 from .validation import evaluate_score
 
@@ -117,21 +117,19 @@ def remove(
             the step search stopped on the edge of the steps it could try.
     """
     start = time.perf_counter()
-    s = check_settings(
-        method=method,
-        schedule=schedule,
-        validation=validation,
-        ratio=ratio,
-        damping=damping,
-        seed=seed,
-        budget=budget,
-        subset=subset,
-        options=options,
-        progress=progress,
-        criterion=criterion,
-        solver=solver,
-    )
-    obj = as_objective(objective)
+    s = check_call(locals())
+    task = _removal_task(model, as_objective(objective), retain_data, forget_data, s)
+    compute = ComputeUsed()
+    if s.method.is_baseline:
+        result = _removal_baseline(task, s, compute)
+    else:
+        result = _apply(model, removal_plan(task, s, compute, s.method), s, compute)
+    _check_improved(model, result, s, compute)
+    return _finish(result, "remove", s, task.num_train, task.num_forget, compute, start)
+
+
+def _removal_task(model, obj, retain_data, forget_data, s: EditSettings) -> RemovalTask:
+    """Count and check the data of a removal."""
     bs = s.opts.batch_size
     r = count_examples(obj, forget_data, "forget_data", bs)
     nothing_left = (
@@ -140,20 +138,24 @@ def remove(
     )
     n_keep = count_examples(obj, retain_data, "retain_data", bs, nothing_left)
     check_distinct(retain_data, forget_data)
-    task = RemovalTask(model, obj, retain_data, forget_data, n_keep, r)
-    compute = ComputeUsed()
-    if s.method.is_baseline:
-        ascent = s.method is EditMethod.GRADIENT_ASCENT
-        data = forget_data if ascent else retain_data
-        if s.method.is_unlearning:
-            data = RemovalData(retain_data, forget_data)
-        result = _baseline(
-            model, obj, data, ascent, s, compute, lambda c: removal_plan(task, s, c, EditMethod.GIF)
-        )
-    else:
-        result = _apply(model, removal_plan(task, s, compute, s.method), s, compute)
-    _check_improved(model, result, s, compute)
-    return _finish(result, "remove", s, task.num_train, r, compute, start)
+    return RemovalTask(model, obj, retain_data, forget_data, n_keep, r)
+
+
+def _removal_baseline(task: RemovalTask, s: EditSettings, compute: ComputeUsed) -> dict:
+    """Fine-tuning / gradient ascent / an unlearning baseline on the removal's data."""
+    ascent = s.method is EditMethod.GRADIENT_ASCENT
+    data = task.forget if ascent else task.retain
+    if s.method.is_unlearning:
+        data = RemovalData(task.retain, task.forget)
+    return _baseline(
+        task.model,
+        task.objective,
+        data,
+        ascent,
+        s,
+        compute,
+        lambda c: removal_plan(task, s, c, EditMethod.GIF),
+    )
 
 
 def relabel(
@@ -190,20 +192,7 @@ def relabel(
         InputError: as :func:`remove`; malformed ``data`` or ``changes``; a removal-only method.
     """
     start = time.perf_counter()
-    s = check_settings(
-        method=method,
-        schedule=schedule,
-        validation=validation,
-        ratio=ratio,
-        damping=damping,
-        seed=seed,
-        budget=budget,
-        subset=subset,
-        options=options,
-        progress=progress,
-        criterion=criterion,
-        solver=solver,
-    )
+    s = check_call(locals())
     if s.method.removal_only:
         raise InputError(
             f"method={s.method.value!r} is defined for removal only; use geninf.edit.remove (e.g. "

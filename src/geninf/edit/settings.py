@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from .options import EditOptions, parse_options
 from .record import EditMethod, Schedule
 from .validation import ValidationScore, resolve_validation
 
-__all__ = ["EditSettings", "check_settings"]
+__all__ = ["SETTING_NAMES", "EditSettings", "check_call", "check_settings"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,29 @@ class EditSettings:
         }
 
 
+#: the arguments of remove/relabel that :func:`check_settings` validates
+SETTING_NAMES = (
+    "method",
+    "schedule",
+    "validation",
+    "ratio",
+    "damping",
+    "seed",
+    "budget",
+    "subset",
+    "options",
+    "progress",
+    "criterion",
+    "solver",
+)
+
+
+def check_call(arguments: Mapping[str, Any]) -> EditSettings:
+    """:func:`check_settings` of the arguments of a call of ``remove`` or ``relabel`` (their
+    ``locals()``: every name of :data:`SETTING_NAMES`, the ``**options`` as ``options``)."""
+    return check_settings(**{name: arguments[name] for name in SETTING_NAMES})
+
+
 def check_settings(
     *,
     method: Any,
@@ -75,6 +99,33 @@ def check_settings(
     the_method = EditMethod.parse(method)
     the_schedule = Schedule.parse(schedule)
     score, info = resolve_validation(validation)
+    the_schedule = _schedule(the_schedule, score)
+    _check_subset(subset, the_method)
+    if the_method is EditMethod.SECOND_ORDER and opts.curvature != "hessian":
+        raise InputError(
+            "method='second_order' uses the Hessian (H and H_U of method.md §4); drop "
+            f"curvature={opts.curvature!r}"
+        )
+    the_budget = _budget(budget, the_method)
+    return EditSettings(
+        method=the_method,
+        schedule=the_schedule,
+        score=score,
+        validation_info=info,
+        ratio=_ratio(ratio),
+        damping=parse_damping(damping),
+        seed=_seed(seed),
+        budget=the_budget,
+        subset=subset,
+        opts=opts,
+        progress=bool(progress),
+        criterion=criterion,
+        solver=solver,
+    )
+
+
+def _schedule(the_schedule: Schedule, score: ValidationScore | None) -> Schedule:
+    """``auto`` resolved; ``search`` and ``paper`` refused without a validation score."""
     if the_schedule is Schedule.AUTO:
         the_schedule = Schedule.NEWTON if score is None else Schedule.SEARCH
     if the_schedule in (Schedule.PAPER, Schedule.SEARCH) and score is None:
@@ -84,45 +135,34 @@ def check_settings(
             "score(model) built on the validation split (never on test data), or use "
             "schedule='newton'"
         )
+    return the_schedule
+
+
+def _check_subset(subset: Any, method: EditMethod) -> None:
     if subset is not None and not isinstance(subset, ParameterSubset):
         raise InputError(
             f"subset must be a ParameterSubset (see geninf.select), got {type(subset).__name__}"
         )
-    if subset is not None and not the_method.uses_subset and not subset.is_all:
+    if subset is not None and not method.uses_subset and not subset.is_all:
         raise InputError(
-            f"method={the_method.value!r} moves every parameter; drop subset= or use "
+            f"method={method.value!r} moves every parameter; drop subset= or use "
             "method='gif', 'freezing' or 'projecting' for a subset"
         )
-    if the_method is EditMethod.SECOND_ORDER and opts.curvature != "hessian":
+
+
+def _budget(budget: Any, method: EditMethod) -> int | None:
+    if budget is None:
+        return None
+    if not method.is_baseline:
         raise InputError(
-            "method='second_order' uses the Hessian (H and H_U of method.md §4); drop "
-            f"curvature={opts.curvature!r}"
+            f"budget applies to method='finetune' or 'gradient_ascent' only, not "
+            f"{method.value!r}; drop budget="
         )
-    if budget is not None:
-        if not the_method.is_baseline:
-            raise InputError(
-                f"budget applies to method='finetune' or 'gradient_ascent' only, not "
-                f"{the_method.value!r}; drop budget="
-            )
-        if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 1:
-            raise InputError(
-                f"budget must be a positive int (example-gradient evaluations), got {budget!r}"
-            )
-    return EditSettings(
-        method=the_method,
-        schedule=the_schedule,
-        score=score,
-        validation_info=info,
-        ratio=_ratio(ratio),
-        damping=parse_damping(damping),
-        seed=_seed(seed),
-        budget=None if budget is None else int(budget),
-        subset=subset,
-        opts=opts,
-        progress=bool(progress),
-        criterion=criterion,
-        solver=solver,
-    )
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 1:
+        raise InputError(
+            f"budget must be a positive int (example-gradient evaluations), got {budget!r}"
+        )
+    return int(budget)
 
 
 def _ratio(ratio: Any) -> float:

@@ -22,7 +22,7 @@ from .plots import (
 )
 from .rundir import atomic_write_text
 
-__all__ = ["CAPTIONS", "make_plots", "write_report"]
+__all__ = ["CAPTIONS", "DEMO_COLUMNS", "demo_table_rows", "make_plots", "write_report"]
 
 CAPTIONS = {
     "plots/histograms.png": "Predicted labels of the removed class's examples: original, edited "
@@ -165,34 +165,39 @@ def _doc_edit(doc: Document, config: dict[str, Any], results: dict[str, Any]) ->
         _edit_table(doc, results["record"])
 
 
+#: the columns of the demo's table (``geninf demo``'s printout, README and report)
+DEMO_COLUMNS = (
+    "method",
+    "params moved",
+    "time (s)",
+    "test acc",
+    "self acc",
+    "F1",
+    "agreement w/ retrain",
+    "example-grads",
+)
+
+
+def demo_table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """The cells of the demo's table (:data:`DEMO_COLUMNS`) for its result ``rows``."""
+    return [
+        [
+            r["method"],
+            r.get("moved"),
+            f"{r['seconds']:.1f}",
+            f"{r['test_acc']:.2f}",
+            f"{r['self_acc']:.2f}",
+            f"{r['f1']:.4f}",
+            f"{r['agreement']:.2f}",
+            str(r.get("example_gradients", "—")),
+        ]
+        for r in rows
+    ]
+
+
 def _doc_demo(doc: Document, config: dict[str, Any], results: dict[str, Any]) -> None:
     doc.text(results.get("description", ""))
-    rows = results.get("rows") or []
-    doc.table(
-        [
-            "method",
-            "params moved",
-            "time (s)",
-            "test acc",
-            "self acc",
-            "F1",
-            "agreement w/ retrain (%)",
-            "example-grads",
-        ],
-        [
-            [
-                r["method"],
-                r.get("moved"),
-                f"{r['seconds']:.1f}",
-                f"{r['test_acc']:.2f}",
-                f"{r['self_acc']:.2f}",
-                f"{r['f1']:.4f}",
-                r.get("agreement"),
-                r.get("example_gradients"),
-            ]
-            for r in rows
-        ],
-    )
+    doc.table(list(DEMO_COLUMNS), demo_table_rows(results.get("rows") or []))
 
 
 def _doc_score(doc: Document, config: dict[str, Any], results: dict[str, Any]) -> None:

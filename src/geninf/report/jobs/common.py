@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ...bench.datasets import Splits
 from ...bench.metrics import class_removal_metrics, distance_to_reference, per_class_histogram
 from ...bench.training import evaluate
+from ...edit.config import solver_options
 from ...edit.record import json_safe
 from ...errors import InputError
 from ..content import CAPTIONS, make_plots, write_report
@@ -28,6 +29,7 @@ __all__ = [
     "MAX_THREADS",
     "base_config",
     "check_threads",
+    "checkpoint_info",
     "collect_warnings",
     "edit_metrics",
     "finish",
@@ -65,23 +67,41 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def solver_options(
-    solver: str, max_iter: int | None = None, tol: float | None = None
-) -> dict[str, Any] | None:
-    """The solver options that ``--max-iter`` and ``--tol`` stand for with ``solver``.
-
-    ``--max-iter`` caps the iterations of cg, lsmr, neumann_normal and auto (their
-    ``max_iter``) and is LiSSA's ``depth`` (its number of recursion steps); the dense solver
-    has neither iterations nor a tolerance, so both are ignored with it. None: no option.
-    """
-    if str(solver) == "dense":
-        return None
-    options: dict[str, Any] = {}
-    if max_iter is not None:
-        options["depth" if str(solver) == "lissa" else "max_iter"] = max_iter
-    if tol is not None:
-        options["tol"] = tol
-    return options or None
+def checkpoint_info(
+    model: str,
+    width: float,
+    splits: Splits,
+    *,
+    data: str,
+    data_seed: int,
+    flatten: bool,
+    normalize: bool,
+    max_train: int | None = None,
+    max_eval: int | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The record saved with a model file (:func:`~geninf.report.checkpoint.save_model`): its
+    architecture, the data it was trained on, its training and (empty) edits — what later jobs
+    read to rebuild the model, reload the data and retrain."""
+    return {
+        "architecture": {
+            "model": model,
+            "width": float(width),
+            "input_shape": list(splits.input_shape),
+            "num_classes": splits.num_classes,
+            "options": {},
+        },
+        "data": {
+            "spec": data,
+            "seed": int(data_seed),
+            "flatten": bool(flatten),
+            "normalize": bool(normalize),
+            "max_train": max_train,
+            "max_eval": max_eval,
+        },
+        "training": dict(training or {}),
+        "edits": [],
+    }
 
 
 def base_config(command: str, options: Mapping[str, Any], argv: Sequence[str] = ()) -> dict:

@@ -4,22 +4,24 @@ Both load a checkpoint (with the data it was trained on, from its record), call
 :func:`geninf.edit.remove` / :func:`geninf.edit.relabel` — which see the training data and a
 validation score only — and then, for the report, evaluate the original, the edited and
 (``retrain=True``) a model retrained from scratch without the removed data / on the corrected
-labels, on the test split.
+labels, on the test split. The options are the fields of :class:`RemoveJob` /
+:class:`RelabelJob`; the edit itself is an :class:`~geninf.edit.config.EditConfig`, the same
+that ``geninf demo`` runs for each of its methods (:func:`remove_edit`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, NamedTuple
 
 from torch import nn
 
+from ...bench.datasets import Splits
 from ...bench.models import build_model
 from ...bench.training import evaluate, train_model
-from ...defaults import EDIT_DEFAULTS
-from ...distributed import is_main_process
-from ...edit import ClassRemovalValidation, LabelChangeValidation, relabel, remove
+from ...edit import ClassRemovalValidation, EditResult, LabelChangeValidation, relabel, remove
+from ...edit.config import EditConfig
 from ...errors import InputError
 from ...objective import SupervisedObjective
 from ..checkpoint import MODEL_FILE, Checkpoint, load_checkpoint, save_model
@@ -32,42 +34,67 @@ from .common import (
     finish,
     gradcam_figure,
     histograms,
-    set_threads,
-    solver_options,
 )
-from .inputs import ForgetSet, load_data, parse_changes, parse_forget, resolve_device
+from .config import JobConfig, Started, keyword_entry, run_in, start_job
+from .inputs import ForgetSet, load_data, parse_changes, parse_forget
 
-__all__ = ["relabel_run", "remove_run"]
+__all__ = [
+    "EditJob",
+    "RelabelJob",
+    "RemoveJob",
+    "relabel_run",
+    "remove_edit",
+    "remove_run",
+    "removal_validation",
+    "solver_histories",
+]
 
 
-def _edit_kwargs(o: dict[str, Any]) -> dict[str, Any]:
-    kw: dict[str, Any] = {
-        "method": o["method"],
-        "criterion": o["criterion"],
-        "ratio": o["ratio"],
-        "schedule": o["schedule"],
-        "solver": o["solver"],
-        "damping": o["damping"],
-        "seed": o["seed"],
-        "budget": o.get("budget"),
-        "solver_options": solver_options(o["solver"], o.get("max_iter"), o.get("tol")),
-    }
-    for key in ("gammas", "max_steps", "batch_size", "damping_path", "hessian_examples"):
-        if o.get(key) is not None:
-            kw[key] = tuple(o[key]) if key in ("gammas", "damping_path") else o[key]
-    return kw
+def removal_validation(splits: Splits, target: ForgetSet) -> ClassRemovalValidation | None:
+    """The validation score of removing ``target``: the F1 of forgetting its class (None when
+    the forget set is not a class)."""
+    c = target.forget_class
+    return ClassRemovalValidation(splits.validation, c) if c is not None else None
+
+
+def remove_edit(
+    model: nn.Module,
+    objective: Any,
+    target: ForgetSet,
+    validation: Any,
+    edit: EditConfig,
+    progress: bool,
+) -> EditResult:
+    """Remove ``target.forget`` from ``model`` with :func:`geninf.edit.remove` as ``edit`` says
+    (the call of ``geninf remove`` and of every method of ``geninf demo``)."""
+    return remove(
+        model,
+        objective,
+        target.retain,
+        target.forget,
+        validation=validation,
+        progress=progress,
+        **edit.kwargs(),
+    )
+
+
+def checkpoint_objective(ckpt: Checkpoint) -> SupervisedObjective:
+    """The training objective recorded with ``ckpt`` (cross-entropy plus its weight decay)."""
+    training = ckpt.info.get("training") or {}
+    return SupervisedObjective(weight_decay=float(training.get("weight_decay", 0.0)))
 
 
 def _retrain(ckpt: Checkpoint, data: Any, device: Any, progress: bool) -> nn.Module:
     arch, tr = ckpt.info["architecture"], ckpt.info.get("training") or {}
     if not tr.get("epochs"):
         raise InputError("the checkpoint has no training record; --retrain cannot repeat it")
+    seed = int(tr.get("seed", 0))
     net = build_model(
         arch["model"],
         input_shape=tuple(arch["input_shape"]),
         num_classes=int(arch["num_classes"]),
         width=float(arch.get("width", 1.0)),
-        seed=int(tr.get("seed", 0)),
+        seed=seed,
         **(arch.get("options") or {}),
     )
     out = train_model(
@@ -77,14 +104,15 @@ def _retrain(ckpt: Checkpoint, data: Any, device: Any, progress: bool) -> nn.Mod
         batch_size=int(tr.get("batch_size", 64)),
         lr=float(tr.get("lr", 1e-3)),
         weight_decay=float(tr.get("weight_decay", 0.0)),
-        seed=int(tr.get("seed", 0)),
+        seed=seed,
         progress=progress,
         device=device,
     )
     return out.model.eval()
 
 
-def _solver_histories(record: dict[str, Any], label: str) -> dict[str, Any]:
+def solver_histories(record: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """The solver's residual history of an edit record (two for second_order), for the plot."""
     solver = record.get("solver") or {}
     parts = {k: solver[k] for k in ("first", "second") if isinstance(solver.get(k), dict)}
     parts = parts or ({label: solver} if solver else {})
@@ -98,175 +126,83 @@ def _solver_histories(record: dict[str, Any], label: str) -> dict[str, Any]:
     }
 
 
-def _prepare(o: dict[str, Any], extra_inputs: Sequence[str | None]) -> tuple[Any, ...]:
-    set_threads(o.get("threads"))
-    dev = resolve_device(o["device"])
-    overrides = {k: o.get(k) for k in ("model", "width", "data")}
-    ckpt = load_checkpoint(o["checkpoint"], overrides=overrides)
-    run = RunDir(
-        o["out"], force=o["force"], inputs=[ckpt.path, *extra_inputs], enabled=is_main_process()
-    )
-    return dev, ckpt, run
+class _Case(NamedTuple):
+    """What differs between removing and relabeling, once the data is loaded."""
+
+    target: ForgetSet
+    edit: Callable[[nn.Module, Any], EditResult]  # (model, objective) -> result
+    retrain_data: Any
+    metrics: Callable[[nn.Module], dict[str, float]]
+    extra: dict[str, Any]
 
 
-def _finish_edit(run, o, ckpt, splits, target, result, models, kind, extra, argv, start):
-    """Shared tail of remove/relabel: metrics, figures, model file and run files."""
-    record = result.record.to_dict()
-    reference = models.get("retrained")
-    out_models = {"original": models["original"], "edited": result.model, **models}
-    out_models.pop("retrained", None)
-    if reference is not None:
-        out_models["retrained"] = reference
-    info = dict(ckpt.info)
-    info["edits"] = list(info.get("edits") or []) + [
-        {
-            "operation": kind,
-            "method": record["method"],
-            "schedule": record["schedule"],
-            "target": target.spec,
-            "ratio": o["ratio"],
-            "parent": str(ckpt.path),
-        }
-    ]  # no timestamp: the same edit gives a byte-identical model file (config.json has one)
-    if run.root is not None:
-        save_model(run.file(MODEL_FILE), result.model, info)
-    figures, notes = gradcam_figure(run, out_models, splits, target)
-    results = {
-        "kind": kind,
-        "model_file": MODEL_FILE,
-        **extra,
-        "histograms": histograms(out_models, splits, target),
-        "solver_histories": _solver_histories(record, record["method"]),
-        "record": record,
-        "wall_time": time.perf_counter() - start,
-    }
-    if reference is not None:
-        x = splits.test[0]
-        results["agreement_with_retrained"] = agreement(
-            {k: v for k, v in out_models.items() if k != "retrained"}, reference, x
-        )
-    config = base_config(kind, {k: v for k, v in o.items() if k not in ("force",)}, argv)
-    config.update(checkpoint=ckpt.info, seeds={"edit": o["seed"]})
-    return finish(run, config, results, extra_plots=figures, notes=notes)
+@dataclass(frozen=True, kw_only=True)
+class EditJob(JobConfig):
+    """The options of ``geninf remove`` / ``relabel`` but the target (see the subclasses).
+
+    Attributes:
+        checkpoint: run directory, ``.safetensors`` file or ``.pt`` state dict.
+        retrain: also retrain from scratch for reference.
+        data, model, width: override the checkpoint's record (needed for a ``.pt`` file).
+    """
+
+    checkpoint: str
+    retrain: bool = False
+    data: str | None = None
+    model: str | None = None
+    width: float | None = None
+
+    KIND: ClassVar[str] = ""
+    EDIT_FIELDS: ClassVar[tuple[str, ...]] = tuple(f.name for f in fields(EditConfig))
+    UNRECORDED: ClassVar[tuple[str, ...]] = ("force",)
+
+    @property
+    def input_file(self) -> str | None:
+        """The file the target reads (never overwritten by the run)."""
+        return None
+
+    def case(self, splits: Splits, progress: bool) -> _Case:
+        """The target, edit, retraining data, metrics and result fields of this job."""
+        raise NotImplementedError
 
 
-def remove_run(
-    *,
-    checkpoint: str,
-    forget: str,
-    out: str,
-    method: str = EDIT_DEFAULTS.method,
-    criterion: str = EDIT_DEFAULTS.criterion,
-    ratio: float = EDIT_DEFAULTS.ratio,
-    schedule: str = EDIT_DEFAULTS.schedule,
-    solver: str = EDIT_DEFAULTS.solver,
-    max_iter: int | None = None,
-    tol: float | None = None,
-    damping: float | str = EDIT_DEFAULTS.damping,
-    damping_path: Sequence[float] | None = None,
-    hessian_examples: int | None = None,
-    gammas: Sequence[float] | None = None,
-    max_steps: int | None = None,
-    budget: int | None = None,
-    batch_size: int | None = None,
-    retrain: bool = False,
-    seed: int = 0,
-    data: str | None = None,
-    model: str | None = None,
-    width: float | None = None,
-    device: str = "auto",
-    threads: int | None = None,
-    force: bool = False,
-    progress: bool = True,
-    argv: Sequence[str] = (),
-) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class RemoveJob(EditJob):
     """Remove ``forget`` (``class:C``, ``indices:FILE``, ``random:F`` or ``sources:K``, the last
     two drawn with ``seed``) from ``checkpoint``'s training set.
 
-    The ``paper`` schedule chooses its step on the validation F1 of forgetting class C, so it
-    needs ``class:C``. Returns the results (the content of ``results.json``).
+    The ``paper`` and ``search`` schedules choose their step on the validation F1 of forgetting
+    class C, so they need ``class:C``. Returns the results (the content of ``results.json``).
     """
-    o = dict(locals())
-    o.pop("argv")
-    start = time.perf_counter()
-    index_file = forget.partition(":")[2] if forget.startswith("indices:") else None
-    dev, ckpt, run = _prepare(o, [index_file])
-    try:
-        splits = load_data(ckpt.info)
-        target = parse_forget(forget, splits, seed=seed)
-        c = target.forget_class
-        if schedule in ("paper", "search") and c is None:
+
+    forget: str
+
+    KIND: ClassVar[str] = "remove"
+
+    @property
+    def input_file(self) -> str | None:
+        return self.forget.partition(":")[2] if self.forget.startswith("indices:") else None
+
+    def case(self, splits: Splits, progress: bool) -> _Case:
+        edit = self.edit or EditConfig()
+        target = parse_forget(self.forget, splits, seed=edit.seed)
+        if edit.schedule in ("paper", "search") and target.forget_class is None:
             raise InputError(
-                f"--schedule {schedule} chooses its step on the validation F1 of forgetting a "
-                "class: use --forget class:C, or --schedule newton (or auto)"
+                f"--schedule {edit.schedule} chooses its step on the validation F1 of forgetting "
+                "a class: use --forget class:C, or --schedule newton (or auto)"
             )
-        validation = ClassRemovalValidation(splits.validation, c) if c is not None else None
-        wd = float((ckpt.info.get("training") or {}).get("weight_decay", 0.0))
-        original = ckpt.model.to(dev)
-        caught: list[str] = []
-        with collect_warnings(caught):
-            result = remove(
-                original,
-                SupervisedObjective(weight_decay=wd),
-                target.retain,
-                target.forget,
-                validation=validation,
-                progress=progress,
-                **_edit_kwargs(o),
-            )
-            models = {"original": original}
-            if retrain:
-                models["retrained"] = _retrain(ckpt, target.retain, dev, progress)
-        metrics = {
-            name: edit_metrics(m, splits, target)
-            for name, m in {"original": original, "edited": result.model, **models}.items()
-        }
-        extra = {
-            "title": f"Removing {forget} with {method}",
-            "forget": target.describe(),
-            "metrics": metrics,
-            "warnings": caught,
-        }
-        results = _finish_edit(
-            run, o, ckpt, splits, target, result, models, "remove", extra, argv, start
+        validation = removal_validation(splits, target)
+        return _Case(
+            target,
+            lambda model, obj: remove_edit(model, obj, target, validation, edit, progress),
+            target.retain,
+            lambda model: edit_metrics(model, splits, target),
+            {"title": f"Removing {self.forget} with {edit.method}", "forget": target.describe()},
         )
-    except BaseException:
-        run.abort()
-        raise
-    run.commit()
-    return results
 
 
-def relabel_run(
-    *,
-    checkpoint: str,
-    changes: str,
-    out: str,
-    method: str = EDIT_DEFAULTS.method,
-    criterion: str = EDIT_DEFAULTS.criterion,
-    ratio: float = EDIT_DEFAULTS.ratio,
-    schedule: str = EDIT_DEFAULTS.schedule,
-    solver: str = EDIT_DEFAULTS.solver,
-    max_iter: int | None = None,
-    tol: float | None = None,
-    damping: float | str = EDIT_DEFAULTS.damping,
-    damping_path: Sequence[float] | None = None,
-    hessian_examples: int | None = None,
-    gammas: Sequence[float] | None = None,
-    max_steps: int | None = None,
-    budget: int | None = None,
-    batch_size: int | None = None,
-    retrain: bool = False,
-    seed: int = 0,
-    data: str | None = None,
-    model: str | None = None,
-    width: float | None = None,
-    device: str = "auto",
-    threads: int | None = None,
-    force: bool = False,
-    progress: bool = True,
-    argv: Sequence[str] = (),
-) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class RelabelJob(EditJob):
     """Change the labels of training examples (CSV ``index,new_label``) of ``checkpoint``.
 
     The validation score (which steers the step search and ``damping="auto"``) is
@@ -274,53 +210,120 @@ def relabel_run(
     and the accuracy on the changed examples with their new labels.
     Returns the results (the content of ``results.json``).
     """
-    o = dict(locals())
-    o.pop("argv")
-    start = time.perf_counter()
-    dev, ckpt, run = _prepare(o, [changes])
-    try:
-        splits = load_data(ckpt.info)
-        idx, new = parse_changes(changes, splits)
+
+    changes: str
+
+    KIND: ClassVar[str] = "relabel"
+
+    @property
+    def input_file(self) -> str | None:
+        return self.changes
+
+    def case(self, splits: Splits, progress: bool) -> _Case:
+        edit = self.edit or EditConfig()
+        idx, new = parse_changes(self.changes, splits)
         x, y = splits.train
         corrected = y.clone()
         corrected[idx] = new
-        target = ForgetSet(f"changes:{changes}", None, idx, (x[idx], new), (x, corrected))
-        wd = float((ckpt.info.get("training") or {}).get("weight_decay", 0.0))
-        original = ckpt.model.to(dev)
-
+        target = ForgetSet(f"changes:{self.changes}", None, idx, (x[idx], new), (x, corrected))
         validation = LabelChangeValidation(splits.validation, (x[idx], new))
-        caught: list[str] = []
-        with collect_warnings(caught):
-            result = relabel(
-                original,
-                SupervisedObjective(weight_decay=wd),
+
+        def call(model: nn.Module, obj: Any) -> EditResult:
+            return relabel(
+                model,
+                obj,
                 splits.train,
                 (idx, new),
                 validation=validation,
                 progress=progress,
-                **_edit_kwargs(o),
+                **edit.kwargs(),
             )
-            models = {"original": original}
-            if retrain:
-                models["retrained"] = _retrain(ckpt, (x, corrected), dev, progress)
-        metrics = {}
-        for name, m in {"original": original, "edited": result.model, **models}.items():
-            metrics[name] = {
+
+        def metrics(m: nn.Module) -> dict[str, float]:
+            return {
                 "test_acc": evaluate(m, *splits.test)["acc"],
                 "changed_acc_new": evaluate(m, x[idx], new)["acc"],
                 "changed_acc_old": evaluate(m, x[idx], y[idx])["acc"],
             }
+
         extra = {
-            "title": f"Relabeling {len(idx)} training examples with {method}",
-            "changes": {"file": changes, "num_changed": len(idx), "num_train": len(y)},
-            "metrics": metrics,
-            "warnings": caught,
+            "title": f"Relabeling {len(idx)} training examples with {edit.method}",
+            "changes": {"file": self.changes, "num_changed": len(idx), "num_train": len(y)},
         }
-        results = _finish_edit(
-            run, o, ckpt, splits, target, result, models, "relabel", extra, argv, start
+        return _Case(target, call, (x, corrected), metrics, extra)
+
+
+def run_edit_job(job: EditJob) -> dict[str, Any]:
+    """Run ``geninf remove`` or ``relabel`` (``job``'s class) into ``job.run.out``."""
+    started = start_job(job.run)
+    overrides = {"model": job.model, "width": job.width, "data": job.data}
+    ckpt = load_checkpoint(job.checkpoint, overrides=overrides)
+    return run_in(
+        job.run,
+        lambda run: _edit_body(job, ckpt, started, run),
+        [ckpt.path, job.input_file],
+    )
+
+
+def _edit_body(job: EditJob, ckpt: Checkpoint, started: Started, run: RunDir) -> dict[str, Any]:
+    splits = load_data(ckpt.info)
+    progress = job.run.progress
+    case = job.case(splits, progress)
+    original = ckpt.model.to(started.device)
+    caught: list[str] = []
+    with collect_warnings(caught):
+        result = case.edit(original, checkpoint_objective(ckpt))
+        models = {"original": original}
+        if job.retrain:
+            models["retrained"] = _retrain(ckpt, case.retrain_data, started.device, progress)
+    evaluated = {"original": original, "edited": result.model, **models}
+    extra = {
+        **case.extra,
+        "metrics": {name: case.metrics(m) for name, m in evaluated.items()},
+        "warnings": caught,
+    }
+    return _finish_edit(run, job, ckpt, splits, case.target, result, models, extra, started)
+
+
+def _finish_edit(run, job, ckpt, splits, target, result, models, extra, started):
+    """Shared tail of remove/relabel: metrics, figures, model file and run files."""
+    record = result.record.to_dict()
+    reference = models.get("retrained")
+    out_models = {"original": models["original"], "edited": result.model}
+    if reference is not None:
+        out_models["retrained"] = reference
+    info = dict(ckpt.info)
+    info["edits"] = list(info.get("edits") or []) + [
+        {
+            "operation": job.KIND,
+            "method": record["method"],
+            "schedule": record["schedule"],
+            "target": target.spec,
+            "ratio": job.edit.ratio,
+            "parent": str(ckpt.path),
+        }
+    ]  # no timestamp: the same edit gives a byte-identical model file (config.json has one)
+    if run.root is not None:
+        save_model(run.file(MODEL_FILE), result.model, info)
+    figures, notes = gradcam_figure(run, out_models, splits, target)
+    results = {
+        "kind": job.KIND,
+        "model_file": MODEL_FILE,
+        **extra,
+        "histograms": histograms(out_models, splits, target),
+        "solver_histories": solver_histories(record, record["method"]),
+        "record": record,
+        "wall_time": started.elapsed(),
+    }
+    if reference is not None:
+        x = splits.test[0]
+        results["agreement_with_retrained"] = agreement(
+            {k: v for k, v in out_models.items() if k != "retrained"}, reference, x
         )
-    except BaseException:
-        run.abort()
-        raise
-    run.commit()
-    return results
+    config = base_config(job.KIND, job.options(), job.run.argv)
+    config.update(checkpoint=ckpt.info, seeds={"edit": job.edit.seed})
+    return finish(run, config, results, extra_plots=figures, notes=notes)
+
+
+remove_run = keyword_entry(RemoveJob, run_edit_job, "remove_run")
+relabel_run = keyword_entry(RelabelJob, run_edit_job, "relabel_run")
