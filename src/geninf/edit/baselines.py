@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,13 @@ from .options import EditOptions
 from .record import ComputeUsed
 from .validation import ValidationScore, evaluate_score
 
-__all__ = ["BaselineOutcome", "run_baseline"]
+__all__ = [
+    "BaselineOutcome",
+    "optimizer_settings",
+    "run_baseline",
+    "train_for_budget",
+    "trainable_copy",
+]
 
 
 @dataclass
@@ -87,56 +94,135 @@ def run_baseline(
         InputError: a model without trainable parameters, a seed outside torch's range, or a
             budget smaller than one batch.
     """
+    work, forward, generator = trainable_copy(model, seed)
+    plan = _DataPlan(as_objective(objective), forward, data, opts, generator, ascent)
+    name = "gradient_ascent" if ascent else "finetune"
+    return train_for_budget(work, plan, name, budget, opts, compute, score)
+
+
+def trainable_copy(model: nn.Module, seed: int) -> tuple[nn.Module, _ModuleForward, Any]:
+    """A deep copy of ``model``, its forward over its trainable parameters and a generator
+    seeded with ``seed``.
+
+    Raises:
+        InputError: a model without trainable parameters or a seed outside torch's range.
+    """
     work = copy.deepcopy(model)
     forward = _ModuleForward(work)
-    params = list(forward.params.values())
-    if not params:
+    if not forward.params:
         raise InputError("the model has no trainable parameter to fine-tune")
-    obj = as_objective(objective)
-    optim = _optimizer(params, opts)
-    generator = torch.Generator().manual_seed(check_seed(seed))
-    batches = training_batches(data, opts.train_batch_size, generator, "training data")
+    return work, forward, torch.Generator().manual_seed(check_seed(seed))
+
+
+class _DataPlan:
+    """Descent (or ascent) steps on the mini-batches of one data set; the last tensor batch is
+    cut so the budget is spent exactly."""
+
+    mask: list[Tensor] | None = None
+    setup_cost = 0
+
+    def __init__(self, obj, forward, data, opts: EditOptions, generator, ascent: bool):
+        self.obj, self.forward, self.sign = obj, forward, -1.0 if ascent else 1.0
+        self.batches = training_batches(data, opts.train_batch_size, generator, "training data")
+        self.hyperparameters = optimizer_settings(opts)
+
+    def next(self, used: int, t: int, room: int) -> tuple[int, Callable[[], Tensor]]:
+        batch, can_cut = next(self.batches)
+        n = int(self.obj.num_examples(batch))
+        if n > room and can_cut:
+            batch, n = truncate(batch, room), room
+        return n, lambda: self.sign * self.obj.loss(self.forward, batch)
+
+
+def optimizer_settings(opts: EditOptions) -> dict[str, Any]:
+    """The optimizer settings of a baseline run, for its record."""
+    return {"optimizer": opts.optimizer, "lr": opts.lr, "train_batch_size": opts.train_batch_size}
+
+
+def train_for_budget(
+    work: nn.Module,
+    plan: Any,
+    name: str,
+    budget: int,
+    opts: EditOptions,
+    compute: ComputeUsed,
+    score: ValidationScore | None,
+) -> BaselineOutcome:
+    """Take the steps of ``plan`` on ``work`` until the next one would exceed ``budget``.
+
+    ``plan.next(used, steps, room)`` gives the cost of the next step (example gradients) and a
+    thunk of its loss; ``plan.mask`` (or None) multiplies the gradients; ``plan.setup_cost`` was
+    spent before the first step. With ``score`` the run is scored at evenly spaced checkpoints
+    and the best one is returned.
+
+    Raises:
+        InputError: a budget smaller than the first step.
+    """
+    run = _Run(work, score, compute, plan.setup_cost)
     interval = _checkpoint_interval(budget, opts) if score is not None else 0
-    best: tuple[float, int, list[Tensor]] | None = None
-    checkpoints: dict[str, list[float]] = {"step": [], "score": []}
-    used, steps, diverged = 0, 0, False
-    while used < budget:
-        batch, can_cut = next(batches)
-        n = int(obj.num_examples(batch))
-        if used + n > budget:
-            if not can_cut:
-                if steps == 0:
-                    raise InputError(
-                        f"budget={budget} example gradients is smaller than one batch of {n} "
-                        "examples; raise budget or use smaller batches"
-                    )
-                break
-            batch, n = truncate(batch, budget - used), budget - used
-        snapshot = [p.detach().clone() for p in params]
-        if not _step(optim, obj, forward, batch, ascent, params):
-            _restore(params, snapshot)
-            diverged = True
+    optim = _optimizer(run.params, opts)
+    while run.used < budget:
+        cost, loss = plan.next(run.used, run.steps, budget - run.used)
+        if run.used + cost > budget:
+            if run.steps == 0:
+                raise InputError(
+                    f"budget={budget} example gradients is smaller than the first step of "
+                    f"{name} ({run.used} + {cost}); raise budget or use smaller batches"
+                )
             break
-        used, steps = used + n, steps + 1
-        compute.add_gradient(n)
-        compute.optimizer_steps += 1
-        if interval and (steps % interval == 0 or used >= budget):
-            best = _checkpoint(work, params, steps, score, compute, checkpoints, best)
-    if score is not None and (best is None or checkpoints["step"][-1] != steps) and steps > 0:
-        best = _checkpoint(work, params, steps, score, compute, checkpoints, best)
-    kept = steps
-    if best is not None:
-        kept = best[1]
-        _restore(params, best[2])
-    return BaselineOutcome(
-        model=work,
-        steps=kept,
-        total_steps=steps,
-        best_score=best[0] if best is not None else None,
-        scores=checkpoints if score is not None else None,
-        diverged=diverged,
-        extra={"examples_used": used},
-    )
+        snapshot = [p.detach().clone() for p in run.params]
+        if not _take_step(optim, loss, run.params, plan.mask):
+            _restore(run.params, snapshot)
+            run.diverged = True
+            break
+        run.advance(cost)
+        if interval and run.steps % interval == 0:
+            run.checkpoint()
+    return run.finish({"examples_used": run.used, "hyperparameters": plan.hyperparameters})
+
+
+class _Run:
+    """The state of one run: spent examples, steps, validation checkpoints and the best one."""
+
+    def __init__(self, work: nn.Module, score, compute: ComputeUsed, spent: int):
+        self.work, self.score, self.compute = work, score, compute
+        self.params = [p for p in work.parameters() if p.requires_grad]
+        self.used = spent  # e.g. SalUn's saliency mask
+        self.steps, self.diverged = 0, False
+        self.best: tuple[float, int, list[Tensor]] | None = None
+        self.checkpoints: dict[str, list[float]] = {"step": [], "score": []}
+
+    def advance(self, cost: int) -> None:
+        self.used, self.steps = self.used + cost, self.steps + 1
+        self.compute.add_gradient(cost)
+        self.compute.optimizer_steps += 1
+
+    def checkpoint(self) -> None:
+        value = evaluate_score(self.score, self.work)
+        self.compute.validation_evaluations += 1
+        self.checkpoints["step"].append(self.steps)
+        self.checkpoints["score"].append(value)
+        if self.best is None or value > self.best[0]:
+            self.best = (value, self.steps, [p.detach().clone() for p in self.params])
+
+    def finish(self, extra: dict[str, Any]) -> BaselineOutcome:
+        """The last model, or with validation the best checkpoint (the last one scored too)."""
+        done = self.checkpoints["step"]
+        if self.score is not None and self.steps > 0 and (not done or done[-1] != self.steps):
+            self.checkpoint()
+        kept = self.steps
+        if self.best is not None:
+            kept = self.best[1]
+            _restore(self.params, self.best[2])
+        return BaselineOutcome(
+            model=self.work,
+            steps=kept,
+            total_steps=self.steps,
+            best_score=self.best[0] if self.best is not None else None,
+            scores=self.checkpoints if self.score is not None else None,
+            diverged=self.diverged,
+            extra=extra,
+        )
 
 
 def _optimizer(params: list[Tensor], opts: EditOptions) -> torch.optim.Optimizer:
@@ -150,15 +236,24 @@ def _checkpoint_interval(budget: int, opts: EditOptions) -> int:
     return max(1, math.ceil(total_steps / opts.checkpoints))
 
 
-def _step(optim, obj, forward, batch, ascent: bool, params: list[Tensor]) -> bool:
-    """One optimizer step; False when the loss or the new parameters are not finite."""
+def _take_step(
+    optim: torch.optim.Optimizer,
+    loss_fn: Callable[[], Tensor],
+    params: list[Tensor],
+    mask: list[Tensor] | None,
+) -> bool:
+    """One optimizer step on ``loss_fn()`` (gradients masked by ``mask``); False when the loss or
+    the new parameters are not finite."""
     optim.zero_grad(set_to_none=True)
     with torch.enable_grad():
-        loss = obj.loss(forward, batch)
-        if not torch.isfinite(loss.detach()):
+        loss = loss_fn()
+        if isinstance(loss, Tensor) and loss.dim() == 0 and not torch.isfinite(loss.detach()):
             return False
-        loss = check_loss(loss, "baseline step")
-        (-loss if ascent else loss).backward()
+        check_loss(loss, "baseline step").backward()
+    if mask is not None:
+        for p, m in zip(params, mask, strict=True):
+            if p.grad is not None:
+                p.grad.mul_(m)
     optim.step()
     return all(bool(torch.isfinite(p).all()) for p in params)
 
@@ -167,13 +262,3 @@ def _restore(params: list[Tensor], values: list[Tensor]) -> None:
     with torch.no_grad():
         for p, v in zip(params, values, strict=True):
             p.copy_(v)
-
-
-def _checkpoint(work, params, steps, score, compute, checkpoints, best):
-    value = evaluate_score(score, work)
-    compute.validation_evaluations += 1
-    checkpoints["step"].append(steps)
-    checkpoints["score"].append(value)
-    if best is None or value > best[0]:
-        return (value, steps, [p.detach().clone() for p in params])
-    return best

@@ -13,16 +13,22 @@ spaced checkpoints and the best checkpoint is returned, as for the other baselin
   ½ [L(B_U, ỹ) + L(B_R)] on a forget batch and a retained batch (the two halves weigh the same,
   however small U is). Cost per step |B_U| + |B_R|.
 - **salun** (Fan et al. 2024): random_label, with every gradient multiplied by the saliency mask
-  m = 1[|∇_θ L(U; θ₀)| ≥ q], q chosen so that m keeps the ``SALUN_FRACTION`` (half) of all
+  m = 1[|∇_θ L(U; θ₀)| ≥ q], q chosen so that m keeps the fraction ``salun_fraction`` of all
   trainable elements with the largest forget-loss gradient (one threshold over the whole model,
   as in the paper). The mask costs one gradient over U (r example gradients) from the budget.
 - **l1_sparse** (Jia et al. 2023): each step minimizes L(B_R) + γ_t ‖θ‖₁ with the linearly
-  decaying γ_t = ``L1_STRENGTH`` · (1 − t/T), t the step and T = ⌊budget / batch size⌋.
+  decaying γ_t = ``l1_strength`` · (1 − t/T), t the step and T = ⌊budget / batch size⌋.
 - **scrub** (Kurmanji et al. 2023): with KL_τ(B) = τ² · mean over B of
-  KL(softmax(f₀(x)/τ) ‖ softmax(f(x)/τ)) (τ = ``SCRUB_TEMPERATURE``), a *max* step minimizes
-  −KL_τ(B_U) and a *min* step minimizes L(B_R) + ``SCRUB_ALPHA`` · KL_τ(B_R). Max and min steps
-  alternate while less than ``SCRUB_MAX_FRACTION`` of the budget is spent, then only min steps
-  run. The teacher's forward passes are counted in ``forward_examples``, not in the budget.
+  KL(softmax(f₀(x)/τ) ‖ softmax(f(x)/τ)) (τ = ``scrub_temperature``), a *max* step minimizes
+  −KL_τ(B_U) and a *min* step minimizes L(B_R) + ``scrub_alpha`` · KL_τ(B_R). Max and min steps
+  alternate while less than the fraction ``scrub_max_fraction`` of the budget is spent, then
+  only min steps run. The teacher's forward passes are counted in ``forward_examples``, not in
+  the budget.
+
+The hyper-parameters in ``code`` above are the keys of the option ``unlearning_options`` (a dict;
+:data:`UNLEARNING_DEFAULTS` holds the values used for a key not given) and are checked by
+:func:`check_unlearning_options`. The values a run used, with the optimizer's ``lr``, are in the
+edit record (``record.extra["hyperparameters"]``).
 
 random_label and salun need the forget data as an ``(inputs, targets)`` tuple of tensors with
 integer class targets; scrub needs an objective with ``outputs(forward, batch)`` (e.g.
@@ -31,8 +37,8 @@ integer class targets; scrub needs an objective with ``outputs(forward, batch)``
 
 from __future__ import annotations
 
-import copy
 import math
+import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,17 +47,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._seed import check_seed
 from ..data import as_batches
 from ..errors import DataError, InputError
 from ..objective import Objective, as_objective, check_loss
 from .baselines import (
     BaselineOutcome,
-    _checkpoint,
-    _checkpoint_interval,
     _ModuleForward,
-    _optimizer,
-    _restore,
+    optimizer_settings,
+    train_for_budget,
+    trainable_copy,
 )
 from .datautil import is_tensor_tuple, training_batches
 from .options import EditOptions
@@ -59,27 +63,80 @@ from .record import ComputeUsed, EditMethod
 from .validation import ValidationScore
 
 __all__ = [
-    "L1_STRENGTH",
-    "SALUN_FRACTION",
-    "SCRUB_ALPHA",
-    "SCRUB_MAX_FRACTION",
-    "SCRUB_TEMPERATURE",
+    "UNLEARNING_DEFAULTS",
     "RemovalData",
+    "check_unlearning_options",
     "random_wrong_labels",
     "run_unlearning",
     "saliency_mask",
+    "unlearning_settings",
 ]
 
-#: γ of l1_sparse at the first step (the penalty γ_t‖θ‖₁ decays linearly to 0)
-L1_STRENGTH = 5e-4
-#: fraction of all trainable elements the SalUn mask keeps (largest |forget-loss gradient|)
-SALUN_FRACTION = 0.5
-#: weight of the distillation term of SCRUB's min steps
-SCRUB_ALPHA = 0.5
-#: SCRUB's softmax temperature τ
-SCRUB_TEMPERATURE = 4.0
-#: fraction of the budget during which SCRUB alternates max and min steps
-SCRUB_MAX_FRACTION = 0.5
+#: the hyper-parameters of the unlearning baselines (module docstring) and their defaults:
+#: ``l1_strength`` γ of l1_sparse at the first step (> 0; the penalty decays linearly to 0);
+#: ``salun_fraction`` the share of all trainable elements SalUn's mask keeps (0 < f ≤ 1);
+#: ``scrub_alpha`` the weight of the distillation term of SCRUB's min steps (≥ 0);
+#: ``scrub_temperature`` SCRUB's softmax temperature τ (> 0);
+#: ``scrub_max_fraction`` the share of the budget during which SCRUB alternates max and min
+#: steps (0 ≤ f ≤ 1)
+UNLEARNING_DEFAULTS: dict[str, float] = {
+    "l1_strength": 5e-4,
+    "salun_fraction": 0.5,
+    "scrub_alpha": 0.5,
+    "scrub_temperature": 4.0,
+    "scrub_max_fraction": 0.5,
+}
+# (lower bound, lower bound allowed, upper bound or None) of each hyper-parameter
+_RANGES: dict[str, tuple[float, bool, float | None]] = {
+    "l1_strength": (0.0, False, None),
+    "salun_fraction": (0.0, False, 1.0),
+    "scrub_alpha": (0.0, True, None),
+    "scrub_temperature": (0.0, False, None),
+    "scrub_max_fraction": (0.0, True, 1.0),
+}
+
+
+def check_unlearning_options(options: Any) -> dict[str, float]:
+    """``options`` (a dict of some keys of :data:`UNLEARNING_DEFAULTS`) checked, as floats.
+
+    Raises:
+        InputError: not a dict, an unknown key, or a value that is not a finite number in its
+            range (see :data:`UNLEARNING_DEFAULTS`).
+    """
+    if not isinstance(options, dict):
+        raise InputError(
+            f"unlearning_options must be a dict such as {{'scrub_alpha': 0.5}}, got "
+            f"{type(options).__name__}"
+        )
+    unknown = sorted(set(options) - set(UNLEARNING_DEFAULTS))
+    if unknown:
+        raise InputError(
+            f"unknown unlearning option(s) {', '.join(map(str, unknown))}; the keys are: "
+            f"{', '.join(UNLEARNING_DEFAULTS)}"
+        )
+    out = {}
+    for key, v in options.items():
+        lo, closed, hi = _RANGES[key]
+        number = not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
+        if not number or v < lo or (v == lo and not closed) or (hi is not None and v > hi):
+            span = f"{'[' if closed else '('}{lo:g}, {'∞)' if hi is None else f'{hi:g}]'}"
+            raise InputError(f"unlearning option {key} must be a number in {span}, got {v!r}")
+        out[key] = float(v)
+    return out
+
+
+# the hyper-parameters each method uses
+_USES = {
+    EditMethod.L1_SPARSE: ("l1_strength",),
+    EditMethod.SALUN: ("salun_fraction",),
+    EditMethod.SCRUB: ("scrub_alpha", "scrub_temperature", "scrub_max_fraction"),
+}
+
+
+def unlearning_settings(opts: EditOptions) -> dict[str, float]:
+    """The hyper-parameters a run with ``opts`` uses: the defaults, updated by
+    ``opts.unlearning_options``."""
+    return {**UNLEARNING_DEFAULTS, **(opts.unlearning_options or {})}
 
 
 @dataclass(frozen=True)
@@ -137,11 +194,14 @@ def saliency_mask(
 
 
 class _Plan:
-    """Draws the batches of each step of one method; ``next(used, t)`` → (cost, loss thunk)."""
+    """Draws the batches of each step of one method; ``next(used, t, room)`` → (cost, loss
+    thunk), ``room`` the budget left."""
 
     def __init__(self, method, model, forward, obj, data, opts, generator, compute, budget):
         self.method, self.forward, self.obj, self.compute = method, forward, obj, compute
-        self.budget, self.bs = budget, opts.train_batch_size
+        self.bs, self.hp, self.budget = opts.train_batch_size, unlearning_settings(opts), budget
+        used = _USES.get(method, ())
+        self.hyperparameters = {**optimizer_settings(opts), **{k: self.hp[k] for k in used}}
         self.teacher = _ModuleForward(model)
         self.mask: list[Tensor] | None = None
         self.setup_cost = 0
@@ -150,25 +210,26 @@ class _Plan:
             forget = _relabelled(model, data.forget, generator)
         if method is EditMethod.SALUN:
             self.mask, self.setup_cost = saliency_mask(
-                forward, obj, data.forget, SALUN_FRACTION, opts.batch_size
+                forward, obj, data.forget, self.hp["salun_fraction"], opts.batch_size
             )
             compute.add_gradient(self.setup_cost)
         self.retain = training_batches(data.retain, self.bs, generator, "retain_data")
         self.forget = training_batches(forget, self.bs, generator, "forget_data")
 
-    def next(self, used: int, t: int) -> tuple[int, Callable[[], Tensor]]:
+    def next(self, used: int, t: int, room: int) -> tuple[int, Callable[[], Tensor]]:
         obj, fw = self.obj, self.forward
         if self.method is EditMethod.L1_SPARSE:
             rb = _draw(self.retain)
             total = max(1, self.budget // self.bs)
-            gamma = L1_STRENGTH * max(0.0, 1.0 - t / total)
+            gamma = self.hp["l1_strength"] * max(0.0, 1.0 - t / total)
             return _n(obj, rb), lambda: obj.loss(fw, rb) + gamma * _l1(fw.params)
         if self.method is EditMethod.SCRUB:
-            if used < SCRUB_MAX_FRACTION * self.budget and t % 2 == 0:
+            if used < self.hp["scrub_max_fraction"] * self.budget and t % 2 == 0:
                 fb = _draw(self.forget)
                 return _n(obj, fb), lambda: -self._distill(fb)
             rb = _draw(self.retain)
-            return _n(obj, rb), lambda: obj.loss(fw, rb) + SCRUB_ALPHA * self._distill(rb)
+            alpha = self.hp["scrub_alpha"]
+            return _n(obj, rb), lambda: obj.loss(fw, rb) + alpha * self._distill(rb)
         fb, rb = _draw(self.forget), _draw(self.retain)
         return _n(obj, fb) + _n(obj, rb), lambda: 0.5 * (obj.loss(fw, fb) + obj.loss(fw, rb))
 
@@ -184,7 +245,7 @@ class _Plan:
             teacher = outputs(self.teacher, batch)
         self.compute.forward_examples += _n(self.obj, batch)
         student = outputs(self.forward, batch)
-        tau = SCRUB_TEMPERATURE
+        tau = self.hp["scrub_temperature"]
         log_s = F.log_softmax(student / tau, dim=-1)
         return F.kl_div(log_s, F.softmax(teacher / tau, dim=-1), reduction="batchmean") * tau**2
 
@@ -239,100 +300,7 @@ def run_unlearning(
         raise InputError(
             f"run_unlearning runs random_label, l1_sparse, scrub or salun, not {method.value!r}"
         )
-    work = copy.deepcopy(model)
-    forward = _ModuleForward(work)
-    params = list(forward.params.values())
-    if not params:
-        raise InputError("the model has no trainable parameter to fine-tune")
-    generator = torch.Generator().manual_seed(check_seed(seed))
+    work, forward, generator = trainable_copy(model, seed)
     obj = as_objective(objective)
     plan = _Plan(method, model, forward, obj, data, opts, generator, compute, budget)
-    run = _Run(work, params, score, compute, plan.setup_cost)
-    interval = _checkpoint_interval(budget, opts) if score is not None else 0
-    optim = _optimizer(params, opts)
-    while True:
-        cost, loss = plan.next(run.used, run.steps)
-        if run.used + cost > budget:
-            if run.steps == 0:
-                raise InputError(
-                    f"budget={budget} example gradients is smaller than the first step of "
-                    f"{method.value} ({run.used} + {cost}); raise budget or use smaller batches"
-                )
-            break
-        snapshot = [p.detach().clone() for p in params]
-        if not _take_step(optim, loss, params, plan.mask):
-            _restore(params, snapshot)
-            run.diverged = True
-            break
-        run.advance(cost)
-        if interval and run.steps % interval == 0:
-            run.checkpoint()
-    return run.finish({"examples_used": run.used, "method": method.value})
-
-
-class _Run:
-    """The state of one run: spent examples, steps, validation checkpoints and the best one."""
-
-    def __init__(self, work: nn.Module, params: list[Tensor], score, compute, spent: int):
-        self.work, self.params, self.score, self.compute = work, params, score, compute
-        self.used = spent  # the saliency mask, if any
-        self.steps, self.diverged = 0, False
-        self.best: tuple[float, int, list[Tensor]] | None = None
-        self.checkpoints: dict[str, list[float]] = {"step": [], "score": []}
-
-    def advance(self, cost: int) -> None:
-        self.used, self.steps = self.used + cost, self.steps + 1
-        self.compute.add_gradient(cost)
-        self.compute.optimizer_steps += 1
-
-    def checkpoint(self) -> None:
-        self.best = _checkpoint(
-            self.work,
-            self.params,
-            self.steps,
-            self.score,
-            self.compute,
-            self.checkpoints,
-            self.best,
-        )
-
-    def finish(self, extra: dict[str, Any]) -> BaselineOutcome:
-        """The last model, or with validation the best checkpoint (the last one scored too)."""
-        done = self.checkpoints["step"]
-        if self.score is not None and self.steps > 0 and (not done or done[-1] != self.steps):
-            self.checkpoint()
-        kept = self.steps
-        if self.best is not None:
-            kept = self.best[1]
-            _restore(self.params, self.best[2])
-        return BaselineOutcome(
-            model=self.work,
-            steps=kept,
-            total_steps=self.steps,
-            best_score=self.best[0] if self.best is not None else None,
-            scores=self.checkpoints if self.score is not None else None,
-            diverged=self.diverged,
-            extra=extra,
-        )
-
-
-def _take_step(
-    optim: torch.optim.Optimizer,
-    loss_fn: Callable[[], Tensor],
-    params: list[Tensor],
-    mask: list[Tensor] | None,
-) -> bool:
-    """One optimizer step on ``loss_fn()`` (gradients masked by ``mask``); False when the loss or
-    the new parameters are not finite."""
-    optim.zero_grad(set_to_none=True)
-    with torch.enable_grad():
-        loss = loss_fn()
-        if not torch.isfinite(loss.detach()):
-            return False
-        check_loss(loss, "unlearning step").backward()
-    if mask is not None:
-        for p, m in zip(params, mask, strict=True):
-            if p.grad is not None:
-                p.grad.mul_(m)
-    optim.step()
-    return all(bool(torch.isfinite(p).all()) for p in params)
+    return train_for_budget(work, plan, method.value, budget, opts, compute, score)
