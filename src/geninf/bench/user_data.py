@@ -44,6 +44,7 @@ import torch
 from .._factory import resolve_factory
 from ..errors import DataError
 from . import datasets_files as files
+from .reading import brief, describe
 from .user_folder import read_folder
 
 __all__ = ["NPZ_ARRAYS", "raw_from_arrays", "read_csv", "read_factory", "read_folder", "read_npz"]
@@ -195,7 +196,7 @@ def read_npz(path: str | Path, *, spec: str | None = None) -> files.RawData:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(
-            f"{p} is not a readable .npz of numeric arrays ({files._brief(exc)}); save it with "
+            f"{p} is not a readable .npz of numeric arrays ({brief(exc)}); save it with "
             "numpy.savez(path, x=inputs, y=labels)"
         ) from None
     return raw_from_arrays(arrays, str(p), spec or f"npz:{path}")
@@ -206,7 +207,7 @@ def _csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
         with open(p, newline="", encoding="utf-8-sig") as fh:
             rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {p} as a CSV table: {files._brief(exc)}") from None
+        raise DataError(f"cannot read {p} as a CSV table: {brief(exc)}") from None
     if len(rows) < 2:
         raise DataError(
             f"{p} holds no data row; csv:PATH needs a header row and one row per example"
@@ -255,7 +256,7 @@ def _pairs_to_arrays(value: tuple | list, where: str) -> dict[str, Any]:
         if not isinstance(pair, tuple | list) or len(pair) != 2:
             raise DataError(
                 f"{where}: its {x_name.replace('x_', '') if x_name != 'x' else 'train'} split is "
-                f"{files._describe(pair)}, not an (inputs, labels) pair"
+                f"{describe(pair)}, not an (inputs, labels) pair"
             )
         arrays[x_name], arrays[y_name] = pair
     return arrays
@@ -274,7 +275,7 @@ def read_factory(spec: str) -> files.RawData:
         value = factory()
     except Exception as exc:
         raise DataError(
-            f"{where} raised {files._brief(exc)}; fix the factory (call it in Python, or rerun "
+            f"{where} raised {brief(exc)}; fix the factory (call it in Python, or rerun "
             "with --debug, to see the traceback)"
         ) from exc
     if isinstance(value, Mapping):
@@ -282,7 +283,7 @@ def read_factory(spec: str) -> files.RawData:
     if isinstance(value, tuple | list) and len(value) == 3 and value[0] is not None:
         return raw_from_arrays(_pairs_to_arrays(value, where), where, spec)
     raise DataError(
-        f"{where} returned {files._describe(value)}; return a dict with x and y (optionally "
+        f"{where} returned {describe(value)}; return a dict with x and y (optionally "
         "x_val, y_val, x_test, y_test) or a (train, validation, test) tuple of (inputs, labels) "
         "pairs"
     )

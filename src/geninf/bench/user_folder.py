@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import DataError
 from . import datasets_files as files
+from .reading import brief
 
 __all__ = ["IMAGE_SUFFIXES", "image_files", "read_folder"]
 
@@ -74,8 +75,7 @@ def _open(path: Path):  # noqa: ANN202 - a PIL image
         return Image.open(path)
     except Exception as exc:
         raise DataError(
-            f"{path} is not a readable PNG or JPEG image ({files._brief(exc)}); re-save or "
-            "remove it"
+            f"{path} is not a readable PNG or JPEG image ({brief(exc)}); re-save or remove it"
         ) from None
 
 
@@ -105,7 +105,7 @@ def _decode(paths: list[Path], size: tuple[int, int], channels: int) -> np.ndarr
                 pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
             except Exception as exc:
                 raise DataError(
-                    f"{path} is not a readable PNG or JPEG image ({files._brief(exc)}); re-save "
+                    f"{path} is not a readable PNG or JPEG image ({brief(exc)}); re-save "
                     "or remove it"
                 ) from None
         out[i] = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
