@@ -50,26 +50,12 @@ def _job(command: str) -> Callable[..., dict[str, Any]]:
     }[command]
 
 
-_BENCH_OVERRIDES = (
-    "data",
-    "model",
-    "width",
-    "epochs",
-    "max_train",
-    "ratios",
-    "schedules",
-    "methods",
-    "criteria",
-    "forget_class",
-)
-
-
 def _call(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     """Call the job of ``args.command`` with the options its signature takes."""
     job = _job(args.command)
     given = vars(args)
-    if args.command == "bench":
-        given["overrides"] = {k: given.pop(k) for k in _BENCH_OVERRIDES}
+    if args.command == "bench":  # the experiment settings (see _add_bench) go as overrides
+        given["overrides"] = {k: given.pop(k) for k in given["overrides"]}
         given["out"] = given.get("out") or f"runs/bench/{args.experiment}"
     params = inspect.signature(job).parameters
     kwargs = {k: v for k, v in given.items() if k in params}
@@ -144,9 +130,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``geninf`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    if args.command is None:
+        parser.print_help()
+        return 2
+    start = time.perf_counter()
+    code, results = _execute(args, argv)
+    if code is not None:
+        return code
+    if is_main_process():
+        _print(args, results, time.perf_counter() - start)
+    return 0
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    """The options of ``argv`` (with its ``--config`` file), or the exit status of a usage
+    error, ``--help`` or ``--version``."""
     try:
         full = expand_config(parser, argv)  # --config FILE: its options, then the command line
-        args = parser.parse_args(full)
+        return parser.parse_args(full)
     except SystemExit as exc:  # --help / --version (0) or a usage error (2, already printed)
         return exc.code if isinstance(exc.code, int) else 0
     except InputError as exc:  # a bad --config file
@@ -159,49 +163,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"geninf: {_internal(exc)}", file=sys.stderr)
         return 1
-    if args.command is None:
-        parser.print_help()
-        return 2
+
+
+def _execute(args: argparse.Namespace, argv: list[str]) -> tuple[int | None, dict[str, Any]]:
+    """Run the job; (None, its results), or (the exit status, {}) after a one-line error."""
     debug = args.debug_global or getattr(args, "debug", False)
-    start = time.perf_counter()
     try:
         init_from_env()  # under torchrun: one process group, data sharded over the ranks
-        results = _call(args, argv)
-    except (InputError, GenInfError) as exc:
-        code, prefix = (3, "numerical failure") if isinstance(exc, NumericalError) else (2, "error")
-        if debug:
+        return None, _call(args, argv)
+    except BaseException as exc:
+        code, message = _failure(args, exc)
+        if debug or code is None:  # --debug: the traceback
             raise
-        print(f"geninf: {prefix}: {_one_line(exc)}", file=sys.stderr)
-        return code
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print(f"geninf: interrupted; {_nothing_written(args)}", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        if debug:
-            raise
+        print(f"geninf: {message}", file=sys.stderr)
+        return code, {}
+
+
+def _failure(args: argparse.Namespace, exc: BaseException) -> tuple[int | None, str]:
+    """The exit status and one-line message of ``exc`` (None: not ours to handle)."""
+    if isinstance(exc, NumericalError):
+        return 3, f"numerical failure: {_one_line(exc)}"
+    if isinstance(exc, InputError | GenInfError):
+        return 2, f"error: {_one_line(exc)}"
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, f"interrupted; {_nothing_written(args)}"
+    if isinstance(exc, OSError):
         where = f" ({_public_path(exc.filename)})" if getattr(exc, "filename", None) else ""
-        print(
-            f"geninf: error: {exc.strerror or _one_line(exc)}{where}; {_nothing_written(args)}",
-            file=sys.stderr,
-        )
-        return 2
-    except Exception as exc:  # a bug: say so in one line, traceback with --debug
-        if debug:
-            raise
-        print(f"geninf: {_internal(exc)}", file=sys.stderr)
-        return 1
-    if not is_main_process():
-        return 0
+        return 2, f"error: {exc.strerror or _one_line(exc)}{where}; {_nothing_written(args)}"
+    if isinstance(exc, Exception):  # a bug: say so in one line, traceback with --debug
+        return 1, _internal(exc)
+    return None, ""
+
+
+def _print(args: argparse.Namespace, results: dict[str, Any], seconds: float) -> None:
+    """Print the results (``--json``) or a summary, the warnings and where the report is."""
     if getattr(args, "json", False):
         print(json.dumps(results, indent=2, allow_nan=False))
-        return 0
+        return
     if not getattr(args, "quiet", False):
         for warning in results.get("warnings") or []:
             print(f"geninf: warning: {warning}", file=sys.stderr)
-    print(_summary(args.command, results, time.perf_counter() - start))
+    print(_summary(args.command, results, seconds))
     out = getattr(args, "out", None) or getattr(args, "run_dir", None)
     if out:
         print(f"report: {out}/report.html")
-    return 0

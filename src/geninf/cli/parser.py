@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from typing import Any, NoReturn
 
 from .. import __version__
 from ..defaults import EDIT_DEFAULTS
+from ..demo import DemoJob
+from ..edit.config import EditConfig
 from ..edit.damping import parse_damping
 from ..errors import InputError
 
@@ -39,6 +43,7 @@ CRITERIA = [
     "all",
 ]
 SOLVERS = ["auto", "dense", "cg", "lissa", "neumann_normal", "lsmr"]
+SCHEDULES = ["auto", "newton", "search", "paper"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -148,25 +153,36 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_options(
-    p: argparse.ArgumentParser, *, out: bool = True, default_out: str | None = None
+    p: argparse.ArgumentParser,
+    *,
+    default_out: str | None = None,
+    out_required: bool = True,
+    out_help: str | None = None,
+    device_and_seed: bool = True,
 ) -> None:
+    """The ``run`` group (``--out``, ``--force``, ``--device``, ``--threads``, ``--seed``) and
+    the output options."""
     g = p.add_argument_group("run")
-    if out:
-        g.add_argument(
-            "--out",
-            required=default_out is None,
-            default=default_out,
-            metavar="RUN_DIR",
-            help="output run directory" + (f" (default {default_out})" if default_out else ""),
-        )
-        g.add_argument(
-            "--force",
-            action="store_true",
-            help="replace --out if it is a run directory geninf made and holds nothing else",
-        )
-    g.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    g.add_argument(
+        "--out",
+        required=out_required and default_out is None,
+        default=default_out,
+        metavar="RUN_DIR",
+        help=out_help
+        or "output run directory" + (f" (default {default_out})" if default_out else ""),
+    )
+    g.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out if it is a run directory geninf made and holds nothing else",
+    )
+    if device_and_seed:
+        g.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     g.add_argument("--threads", type=_threads, help="CPU threads, 1-4096 (default: PyTorch's)")
-    g.add_argument("--seed", type=_seed, default=0, help="seed of every random choice (default 0)")
+    if device_and_seed:
+        g.add_argument(
+            "--seed", type=_seed, default=0, help="seed of every random choice (default 0)"
+        )
     _output_options(p)
 
 
@@ -187,75 +203,52 @@ def _checkpoint_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--width", type=float, help="width multiplier (for a .pt file)")
 
 
-def _solver_options(p: argparse.ArgumentParser, methods: list[str], what: str) -> None:
-    g = p.add_argument_group(what)
-    d = EDIT_DEFAULTS
-    g.add_argument("--method", default=d.method, choices=methods, help=f"default {d.method}")
-    g.add_argument(
-        "--criterion",
-        default=d.criterion,
-        choices=CRITERIA,
-        help=f"parameter selection for gif/freezing/projecting (default {d.criterion})",
-    )
-    g.add_argument(
-        "--ratio",
-        type=float,
-        default=d.ratio,
-        help=f"fraction of each layer that may move (default {d.ratio})",
-    )
-    g.add_argument("--solver", default=d.solver, choices=SOLVERS, help=f"default {d.solver}")
-    g.add_argument(
-        "--max-iter",
-        type=_positive_int,
-        help="solver iteration cap (lissa: its depth, the recursion steps; ignored by dense, "
-        "which has no iterations)",
-    )
-    g.add_argument("--tol", type=float, help="solver tolerance (ignored by dense)")
-    if what == "edit":
-        g.add_argument(
-            "--damping",
-            type=_damping,
-            default=d.damping,
-            help="auto (λ = ρ·‖H‖ with ρ chosen on validation from --damping-path; without "
-            f"validation ρ = {d.damping_fallback:g}), rel:ρ (λ = ρ·‖H‖), or an absolute λ "
-            f"(default {d.damping})",
-        )
-        g.add_argument(
-            "--damping-path",
-            type=_floats,
-            help="relative dampings ρ that --damping auto tries (default "
-            + ",".join(f"{v:g}" for v in d.damping_path)
-            + ")",
-        )
-        g.add_argument(
-            "--hessian-examples",
-            type=_positive_int,
-            help="a stratified sample of this many examples for the Hessian (default: all)",
-        )
-    else:
-        g.add_argument("--damping", type=float, default=0.01, help="λ added to H (default 0.01)")
-    g.add_argument("--batch-size", type=_positive_int, help="examples per gradient/HVP batch")
+#: how each kind of :class:`~geninf.edit.config.EditConfig` field is read from the command line
+_KINDS: dict[str | None, dict[str, Any]] = {
+    None: {},
+    "method": {},
+    "criterion": {"choices": CRITERIA},
+    "solver": {"choices": SOLVERS},
+    "schedule": {"choices": SCHEDULES},
+    "positive_int": {"type": _positive_int},
+    "float": {"type": float},
+    "floats": {"type": _floats},
+    "damping": {"type": _damping},
+}
+
+
+def _edit_fields(
+    g: Any,
+    names: Sequence[str],
+    *,
+    methods: list[str],
+    defaults: Mapping[str, Any] | None = None,
+    helps: Mapping[str, str] | None = None,
+) -> None:
+    """Add the options ``names`` of :class:`~geninf.edit.config.EditConfig` to group ``g``:
+    flag, default, help and type all come from the field (``defaults``/``helps`` override)."""
+    by_name = {f.name: f for f in fields(EditConfig)}
+    for name in names:
+        f = by_name[name]
+        kind = f.metadata["kind"]
+        kw = dict(_KINDS[kind])
+        if kind == "method":
+            kw["choices"] = methods
+        kw["default"] = (defaults or {}).get(name, f.default)
+        kw["help"] = (helps or {}).get(name, f.metadata["help"])
+        g.add_argument("--" + name.replace("_", "-"), **kw)
+
+
+_SOLVER_FIELDS = ("method", "criterion", "ratio", "solver", "max_iter", "tol")
+_EDIT_FIELDS = (*_SOLVER_FIELDS, "damping", "damping_path", "hessian_examples", "batch_size")
+_SCHEDULE_FIELDS = ("schedule", "gammas", "max_steps", "budget")
 
 
 def _edit_options(p: argparse.ArgumentParser, methods: list[str]) -> None:
     _checkpoint_options(p)
-    _solver_options(p, methods, "edit")
+    _edit_fields(p.add_argument_group("edit"), _EDIT_FIELDS, methods=methods)
     g = p.add_argument_group("schedule")
-    g.add_argument(
-        "--schedule",
-        default=EDIT_DEFAULTS.schedule,
-        choices=["auto", "newton", "search", "paper"],
-        help="auto (default): search with a validation score (remove class:C), else newton; "
-        "newton: one step with the theoretical scale; search: bracketing step search on "
-        "validation; paper: the authors' step norm × count grid",
-    )
-    g.add_argument("--gammas", type=_floats, help="paper schedule step norms, e.g. 0.03,0.1,0.3")
-    g.add_argument("--max-steps", type=_positive_int, help="paper schedule: largest step count")
-    g.add_argument(
-        "--budget",
-        type=_positive_int,
-        help="finetune/gradient_ascent: example-gradient evaluations",
-    )
+    _edit_fields(g, _SCHEDULE_FIELDS, methods=methods)
     g.add_argument(
         "--retrain",
         action="store_true",
@@ -365,7 +358,10 @@ def _add_score(sub: Any) -> None:
         help="also rank training examples by self-influence",
     )
     _checkpoint_options(p)
-    _solver_options(p, SCORE_METHODS, "scoring")
+    g = p.add_argument_group("scoring")
+    _edit_fields(g, _SOLVER_FIELDS, methods=SCORE_METHODS)
+    g.add_argument("--damping", type=float, default=0.01, help="λ added to H (default 0.01)")
+    _edit_fields(g, ("batch_size",), methods=SCORE_METHODS)
     _run_options(p)
     p.set_defaults(command="score")
 
@@ -390,20 +386,15 @@ def _add_bench(sub: Any) -> None:
     g.add_argument("--methods", type=_names, help="e.g. gif,original,finetune")
     g.add_argument("--criteria", type=_names, help="selection criteria (bench selection)")
     g.add_argument("--forget-class", type=int, help="class to remove")
+    overrides = [a.dest for a in g._group_actions]  # the settings the job gets as overrides
     g.add_argument(
         "--cache-dir",
         default="runs/experiment-cache",
         help="trained-model cache (default runs/experiment-cache)",
     )
-    p.add_argument("--out", metavar="RUN_DIR", help="output (default runs/bench/EXPERIMENT)")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="replace --out if it is a run directory geninf made and holds nothing else",
-    )
-    p.add_argument("--threads", type=_threads, help="CPU threads, 1-4096 (default: PyTorch's)")
-    _output_options(p)
-    p.set_defaults(command="bench")
+    out_help = "output run directory (default runs/bench/EXPERIMENT)"
+    _run_options(p, out_required=False, out_help=out_help, device_and_seed=False)
+    p.set_defaults(command="bench", overrides=tuple(overrides))
 
 
 def _add_report(sub: Any) -> None:
@@ -426,28 +417,16 @@ def _add_demo(sub: Any) -> None:
         "retrain for reference, print the table and write a report.",
     )
     p.add_argument("--forget-class", type=int, default=8, help="class to remove (default 8)")
-    d = EDIT_DEFAULTS
-    p.add_argument(
-        "--ratio", type=float, default=d.ratio, help=f"GIF modification ratio ({d.ratio})"
-    )
-    p.add_argument(
-        "--damping",
-        type=_damping,
-        default=d.damping,
-        help=f"auto, rel:ρ or an absolute λ (default {d.damping}, as the library)",
-    )
     p.add_argument("--epochs", type=_positive_int, default=10, help="training epochs (10)")
-    p.add_argument(
-        "--max-iter",
-        type=_positive_int,
-        help=f"solver iteration cap (default {EDIT_DEFAULTS.solver_max_iter}, as the library)",
-    )
-    p.add_argument(
-        "--hessian-examples",
-        type=_positive_int,
-        default=1000,
-        help="retained examples in the Hessian sample (default 1000)",
-    )
+    demo = DemoJob.signature().parameters
+    names = [n for n in DemoJob.EDIT_FIELDS if n != "seed"]  # --seed: a run option
+    helps = {
+        "ratio": f"GIF modification ratio ({EDIT_DEFAULTS.ratio})",
+        "hessian_examples": "retained examples in the Hessian sample (default "
+        f"{demo['hessian_examples'].default})",
+    }
+    defaults = {n: demo[n].default for n in names}
+    _edit_fields(p, names, methods=[], defaults=defaults, helps=helps)
     p.add_argument(
         "--sweep",
         action="store_true",

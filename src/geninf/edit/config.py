@@ -69,7 +69,9 @@ class EditConfig:
         f"parameter selection for gif/freezing/projecting (default {_D.criterion})",
         "criterion",
     )
-    ratio: float = _opt(_D.ratio, f"fraction of each layer that may move (default {_D.ratio})")
+    ratio: float = _opt(
+        _D.ratio, f"fraction of each layer that may move (default {_D.ratio})", "float"
+    )
     solver: str = _opt(_D.solver, f"default {_D.solver}", "solver")
     max_iter: int | None = _opt(
         None,
