@@ -948,6 +948,19 @@ def _(ctx: Ctx) -> None:
     geninf.relabel(model, loss, retain, (torch.tensor([0]), torch.tensor([1])), method="scrub")
 
 
+@row("U11", InputError, "unknown unlearning option(s) scrub_beta; the keys are: l1_strength")
+def _(ctx: Ctx) -> None:
+    model, loss, retain, forget = tiny()
+    geninf.remove(model, loss, retain, forget, method="scrub", unlearning_options={"scrub_beta": 1})
+
+
+@row("U12", InputError, "unlearning option salun_fraction must be a number in (0, 1], got 1.5")
+def _(ctx: Ctx) -> None:
+    model, loss, retain, forget = tiny()
+    hp = {"salun_fraction": 1.5}
+    geninf.remove(model, loss, retain, forget, method="salun", unlearning_options=hp)
+
+
 # =================================================================== CLI: your own data (Y)
 def _npz(ctx: Ctx, **arrays: Any) -> str:
     import numpy as np
