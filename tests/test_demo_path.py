@@ -1,8 +1,8 @@
 """``geninf demo`` is the class-removal job of ``geninf remove``, configured: one path.
 
-At a tiny configuration (one epoch, a Hessian sample of 40 examples, one damping, GIF only) the demo's rows
-must carry exactly the numbers that ``geninf train`` + ``geninf remove --forget class:8`` give
-with the same settings: the same trained model, the same edit, the same record.
+At a tiny configuration (one epoch, a Hessian sample of 40 examples, one damping, GIF only) the
+demo's rows must carry exactly the numbers that ``geninf train`` + ``geninf remove --forget
+class:8`` give with the same settings: the same trained model, the same edit, the same record.
 """
 
 from __future__ import annotations

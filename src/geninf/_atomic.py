@@ -14,9 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from .errors import InputError
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "dumps_json", "read_json"]
+__all__ = [
+    "PathLike",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
+    "dumps_json",
+    "read_json",
+]
 
 PathLike = str | os.PathLike[str]
 

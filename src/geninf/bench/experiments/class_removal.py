@@ -252,12 +252,9 @@ def _one_seed(config: ClassRemovalConfig, splits: Splits, seed: int) -> list[dic
         refs.append(("retrain (other seed)", other))
     runs = []
     for name, t in refs:
-        metrics = removal_metrics(t.model, splits, c, forget, retrained.model)
-        metrics.update(t.reference_metrics())
         arm = {"method": name, "ratio": None, "schedule": None}
-        runs.append({"seed": seed, "arm": arm, "metrics": metrics, "record": None})
+        runs.append(reference_row(t, splits, c, forget, retrained.model, seed, arm))
     validation = ClassRemovalValidation(splits.validation, c)
-    objective, kw = objective_of(config), edit_kwargs(config)
     for schedule in config.schedules:
         budget = None
         for method, ratio in _arms(config):
@@ -270,28 +267,54 @@ def _one_seed(config: ClassRemovalConfig, splits: Splits, seed: int) -> list[dic
                     "ratio": config.baseline_budget_ratio,
                     "criterion": config.criterion,
                 }
-            res = quiet_edit(
-                remove,
-                original.model,
-                objective,
-                retain,
-                forget,
-                method=method,
-                schedule=schedule,
-                validation=validation,
-                seed=seed,
-                **extra,
-                **kw,
-            )
+            arm = {"method": method, "ratio": ratio, "schedule": schedule}
+            run = (config, original.model, (retain, forget), splits, c, retrained.model)
+            res, row = edit_row(*run, validation, seed, arm, **extra)
             if method == "gif" and ratio == config.baseline_budget_ratio:
                 budget = res.record.compute.example_gradients
-            metrics = removal_metrics(res.model, splits, c, forget, retrained.model)
-            metrics.update(record_summary(res.record))
-            arm = {"method": method, "ratio": ratio, "schedule": schedule}
-            runs.append(
-                {"seed": seed, "arm": arm, "metrics": metrics, "record": res.record.to_dict()}
-            )
+            runs.append(row)
     return runs
+
+
+def reference_row(t: Trained, splits, c, forget, reference, seed, arm) -> dict[str, Any]:
+    """The run row of a model that was trained, not edited (the original, a retraining)."""
+    metrics = removal_metrics(t.model, splits, c, forget, reference)
+    metrics.update(t.reference_metrics())
+    return {"seed": seed, "arm": arm, "metrics": metrics, "record": None}
+
+
+def edit_row(
+    config: ExperimentConfig,
+    original: nn.Module,
+    data: tuple[Any, Any],
+    splits: Splits,
+    c: int,
+    reference: nn.Module,
+    validation: Any,
+    seed: int,
+    arm: dict[str, Any],
+    **settings: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """Remove ``data = (retain, forget)`` from ``original`` with :func:`geninf.edit.remove`
+    (``arm``'s method and schedule, ``settings`` and the config's edit options); return the
+    result and its run row (test metrics against ``reference``, the record's numbers)."""
+    retain, forget = data
+    res = quiet_edit(
+        remove,
+        original,
+        objective_of(config),
+        retain,
+        forget,
+        method=arm["method"],
+        schedule=arm["schedule"],
+        validation=validation,
+        seed=seed,
+        **settings,
+        **edit_kwargs(config),
+    )
+    metrics = removal_metrics(res.model, splits, c, forget, reference)
+    metrics.update(record_summary(res.record))
+    return res, {"seed": seed, "arm": arm, "metrics": metrics, "record": res.record.to_dict()}
 
 
 def run_class_removal(config: ClassRemovalConfig | None = None) -> ClassRemovalResult:

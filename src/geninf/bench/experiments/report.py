@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..._atomic import atomic_write
 from ...edit.record import json_safe
 from ...errors import InputError
 from ..metrics import summarize_runs
@@ -205,7 +204,7 @@ def line_plot(
 def _save(fig: Any, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     return path
 
 
@@ -287,19 +286,6 @@ class ExperimentResult:
 
 
 # ---------------------------------------------------------------------- writer
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_outputs(result: Any, out_dir: str | Path) -> dict[str, Any]:
     """Write ``results.json``, ``table.md`` and the plots of ``result`` into ``out_dir``.
 
@@ -313,8 +299,8 @@ def write_outputs(result: Any, out_dir: str | Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result.to_dict(), indent=1, allow_nan=False)
     json_path, md_path = out / "results.json", out / "table.md"
-    _atomic(json_path, lambda tmp: Path(tmp).write_text(text + "\n"))
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(text + "\n"))
     markdown = result.markdown()
-    _atomic(md_path, lambda tmp: Path(tmp).write_text(markdown + "\n"))
+    atomic_write(md_path, lambda tmp: Path(tmp).write_text(markdown + "\n"))
     plots = result.plot(out)
     return {"json": json_path, "markdown": md_path, "plots": plots}

@@ -19,18 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...edit import ClassRemovalValidation, Schedule, remove
+from ...edit import ClassRemovalValidation, Schedule
 from ...errors import InputError
-from .class_removal import forget_split, removal_metrics
+from .class_removal import edit_row, forget_split, reference_row
 from .common import (
     ExperimentConfig,
     check_choices,
     check_ratios,
-    edit_kwargs,
     load_splits,
-    objective_of,
-    quiet_edit,
-    record_summary,
     trained,
     versions,
 )
@@ -213,16 +209,13 @@ def run_selection_criteria(config: SelectionConfig | None = None) -> SelectionRe
         raise InputError(f"forget_class must be in 0..{splits.num_classes - 1}, got {c}")
     retain, forget = forget_split(splits, c)
     validation = ClassRemovalValidation(splits.validation, c)
-    objective, kw = objective_of(config), edit_kwargs(config)
     runs: list[dict[str, Any]] = []
     for seed in config.seeds:
         original = trained(config, splits, splits.train, seed, "original")
         retrained = trained(config, splits, retain, seed, f"retrain-without-{c}")
         for name, t in (("original model", original), ("retrain", retrained)):
-            metrics = removal_metrics(t.model, splits, c, forget, retrained.model)
-            metrics.update(t.reference_metrics())
             arm = {"method": name, "criterion": None, "ratio": None, "schedule": None}
-            runs.append({"seed": seed, "arm": arm, "metrics": metrics, "record": None})
+            runs.append(reference_row(t, splits, c, forget, retrained.model, seed, arm))
         for schedule in config.schedules:
             jobs: list[tuple[str, str | None, float | None]] = [
                 ("gif", crit, r) for crit in config.criteria for r in config.ratios
@@ -231,25 +224,9 @@ def run_selection_criteria(config: SelectionConfig | None = None) -> SelectionRe
                 jobs.append(("original", None, None))
             for method, crit, ratio in jobs:
                 sub = {} if crit is None else {"criterion": crit, "ratio": ratio}
-                res = quiet_edit(
-                    remove,
-                    original.model,
-                    objective,
-                    retain,
-                    forget,
-                    method=method,
-                    schedule=schedule,
-                    validation=validation,
-                    seed=seed,
-                    **sub,
-                    **kw,
-                )
-                metrics = removal_metrics(res.model, splits, c, forget, retrained.model)
-                metrics.update(record_summary(res.record))
                 arm = {"method": method, "criterion": crit, "ratio": ratio, "schedule": schedule}
-                runs.append(
-                    {"seed": seed, "arm": arm, "metrics": metrics, "record": res.record.to_dict()}
-                )
+                run = (config, original.model, (retain, forget), splits, c, retrained.model)
+                runs.append(edit_row(*run, validation, seed, arm, **sub)[1])
     return SelectionResult(
         name="selection_criteria",
         config=config.to_dict(),

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ...distributed import is_main_process
 from ...errors import InputError
 from ..content import write_report
 from ..rundir import RunDir, read_json
-from .common import base_config, collect_warnings, set_threads
+from .common import base_config, collect_warnings
+from .config import JobConfig, Started, keyword_entry, run_in, start_job
 
-__all__ = ["EXPERIMENTS", "QUICK", "bench_run", "experiment_result"]
+__all__ = ["EXPERIMENTS", "QUICK", "BenchJob", "bench_run", "experiment_result"]
 
 #: experiment name → (config class, runner, result class) in geninf.bench.experiments
 EXPERIMENTS = {
@@ -54,19 +53,8 @@ def _lookup(module: Any, name: str) -> Any:
     return getattr(module, name)
 
 
-def bench_run(
-    *,
-    experiment: str,
-    out: str,
-    seeds: int | None = None,
-    quick: bool = False,
-    overrides: dict[str, Any] | None = None,
-    cache_dir: str | None = "runs/experiment-cache",
-    threads: int | None = None,
-    force: bool = False,
-    progress: bool = True,
-    argv: Sequence[str] = (),
-) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class BenchJob(JobConfig):
     """Run ``experiment`` (class-removal, selection or backdoor) into the run directory ``out``.
 
     ``overrides`` are fields of the experiment's config (``epochs``, ``ratios``, ``methods``, ...),
@@ -75,51 +63,71 @@ def bench_run(
     Returns:
         The experiment's results (the content of ``results.json``).
     """
-    if experiment not in EXPERIMENTS:
-        raise InputError(f"unknown experiment {experiment!r}; choose {', '.join(EXPERIMENTS)}")
-    start = time.perf_counter()
-    set_threads(threads)
+
+    experiment: str
+    seeds: int | None = None
+    quick: bool = False
+    overrides: dict[str, Any] | None = None
+    cache_dir: str | None = "runs/experiment-cache"
+
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = ("out", "threads", "force", "progress")
+
+    def settings(self, config_cls: type) -> dict[str, Any]:
+        """The fields of the experiment's config this job sets: the ``quick`` preset, then the
+        ``overrides`` (None: not given), ``seeds``, ``cache_dir`` and ``progress``.
+
+        Raises:
+            InputError: an override that is not a field of ``config_cls``; ``seeds`` < 1.
+        """
+        fields = {f.name for f in dataclasses.fields(config_cls)}
+        over: dict[str, Any] = dict(QUICK[self.experiment]) if self.quick else {}
+        for key, value in (self.overrides or {}).items():
+            if value is None:
+                continue
+            if key not in fields:
+                raise InputError(
+                    f"--{key.replace('_', '-')} does not apply to bench {self.experiment}; its "
+                    f"settings are {', '.join(sorted(fields))}"
+                )
+            over[key] = value
+        if self.seeds is not None:
+            if self.seeds < 1:
+                raise InputError(f"--seeds must be >= 1, got {self.seeds}")
+            over["seeds"] = tuple(range(int(self.seeds)))
+        over.update(cache_dir=self.cache_dir, progress=self.run.progress)
+        return over
+
+
+def run_bench_job(job: BenchJob) -> dict[str, Any]:
+    """Run ``geninf bench`` (see :class:`BenchJob`) into ``job.run.out``."""
+    if job.experiment not in EXPERIMENTS:
+        raise InputError(f"unknown experiment {job.experiment!r}; choose {', '.join(EXPERIMENTS)}")
+    started = start_job(job.run)
     module = _experiments()
-    config_name, runner_name, _ = EXPERIMENTS[experiment]
+    config_name, runner_name, _ = EXPERIMENTS[job.experiment]
     config_cls, runner = _lookup(module, config_name), _lookup(module, runner_name)
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    over: dict[str, Any] = dict(QUICK[experiment]) if quick else {}
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key not in fields:
-            raise InputError(
-                f"--{key.replace('_', '-')} does not apply to bench {experiment}; its settings "
-                f"are {', '.join(sorted(fields))}"
-            )
-        over[key] = value
-    if seeds is not None:
-        if seeds < 1:
-            raise InputError(f"--seeds must be >= 1, got {seeds}")
-        over["seeds"] = tuple(range(int(seeds)))
-    over.update(cache_dir=cache_dir, progress=progress)
+    over = job.settings(config_cls)
     config = dataclasses.replace(config_cls(), **over)
-    run = RunDir(out, force=force, enabled=is_main_process())
-    try:
-        caught: list[str] = []
-        with collect_warnings(caught):
-            result = runner(config)
-        record = base_config(f"bench {experiment}", {"experiment": experiment, **over}, argv)
-        record.update(
-            kind="bench",
-            experiment=experiment,
-            config=config.to_dict(),
-            seeds={"model": list(config.seeds)},
-        )
-        results = result.to_dict()
-        if run.root is not None:
-            paths = _lookup(module, "write_outputs")(result, run.root)
-            results = read_json(paths["json"], "results")
-            _write_bench_report(Path(run.root), record, paths, caught, time.perf_counter() - start)
-    except BaseException:
-        run.abort()
-        raise
-    run.commit()
+    return run_in(job.run, lambda run: _bench(job, module, runner, config, over, started, run))
+
+
+bench_run = keyword_entry(BenchJob, run_bench_job, "bench_run")
+
+
+def _bench(job, module, runner, config, over, started: Started, run: RunDir) -> dict[str, Any]:
+    caught: list[str] = []
+    with collect_warnings(caught):
+        result = runner(config)
+    name = job.experiment
+    record = base_config(f"bench {name}", {"experiment": name, **over}, job.run.argv)
+    record.update(
+        kind="bench", experiment=name, config=config.to_dict(), seeds={"model": list(config.seeds)}
+    )
+    results = result.to_dict()
+    if run.root is not None:
+        paths = _lookup(module, "write_outputs")(result, run.root)
+        results = read_json(paths["json"], "results")
+        _write_bench_report(Path(run.root), record, paths, caught, started.elapsed())
     return results
 
 

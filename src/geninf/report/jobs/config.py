@@ -22,15 +22,19 @@ import torch
 
 from ...distributed import is_main_process
 from ...edit.config import EditConfig
+from ...objective import SupervisedObjective
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..rundir import RunDir
 from .common import set_threads
 from .inputs import resolve_device
 
 __all__ = [
     "REQUIRED",
+    "CheckpointJob",
     "JobConfig",
     "RunConfig",
     "Started",
+    "checkpoint_objective",
     "keyword_entry",
     "run_in",
     "start_job",
@@ -130,6 +134,37 @@ class JobConfig:
         out.update({k: getattr(self.run, k) for k in self.RUN_FIELDS})
         order = list(self.signature().parameters)
         return {k: out[k] for k in order if k in out and k not in self.UNRECORDED}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointJob(JobConfig):
+    """A job on a trained model (``geninf remove``, ``relabel``, ``score``).
+
+    Attributes:
+        checkpoint: run directory, ``.safetensors`` file or ``.pt`` state dict.
+        data, model, width: override the checkpoint's record (needed for a ``.pt`` file).
+    """
+
+    checkpoint: str
+    data: str | None = None
+    model: str | None = None
+    width: float | None = None
+
+    @property
+    def input_file(self) -> str | None:
+        """A file the job reads besides the checkpoint (never overwritten by the run)."""
+        return None
+
+    def load(self) -> Checkpoint:
+        """The checkpoint, its record overridden by ``data``, ``model`` and ``width``."""
+        overrides = {"model": self.model, "width": self.width, "data": self.data}
+        return load_checkpoint(self.checkpoint, overrides=overrides)
+
+
+def checkpoint_objective(ckpt: Checkpoint) -> SupervisedObjective:
+    """The training objective recorded with ``ckpt`` (cross-entropy plus its weight decay)."""
+    training = ckpt.info.get("training") or {}
+    return SupervisedObjective(weight_decay=float(training.get("weight_decay", 0.0)))
 
 
 def _default(f: Any) -> Any:

@@ -23,8 +23,7 @@ from ...bench.training import evaluate, train_model
 from ...edit import ClassRemovalValidation, EditResult, LabelChangeValidation, relabel, remove
 from ...edit.config import EditConfig
 from ...errors import InputError
-from ...objective import SupervisedObjective
-from ..checkpoint import MODEL_FILE, Checkpoint, load_checkpoint, save_model
+from ..checkpoint import MODEL_FILE, Checkpoint, save_model
 from ..rundir import RunDir
 from .common import (
     agreement,
@@ -35,7 +34,14 @@ from .common import (
     gradcam_figure,
     histograms,
 )
-from .config import JobConfig, Started, keyword_entry, run_in, start_job
+from .config import (
+    CheckpointJob,
+    Started,
+    checkpoint_objective,
+    keyword_entry,
+    run_in,
+    start_job,
+)
 from .inputs import ForgetSet, load_data, parse_changes, parse_forget
 
 __all__ = [
@@ -76,12 +82,6 @@ def remove_edit(
         progress=progress,
         **edit.kwargs(),
     )
-
-
-def checkpoint_objective(ckpt: Checkpoint) -> SupervisedObjective:
-    """The training objective recorded with ``ckpt`` (cross-entropy plus its weight decay)."""
-    training = ckpt.info.get("training") or {}
-    return SupervisedObjective(weight_decay=float(training.get("weight_decay", 0.0)))
 
 
 def _retrain(ckpt: Checkpoint, data: Any, device: Any, progress: bool) -> nn.Module:
@@ -137,29 +137,18 @@ class _Case(NamedTuple):
 
 
 @dataclass(frozen=True, kw_only=True)
-class EditJob(JobConfig):
+class EditJob(CheckpointJob):
     """The options of ``geninf remove`` / ``relabel`` but the target (see the subclasses).
 
     Attributes:
-        checkpoint: run directory, ``.safetensors`` file or ``.pt`` state dict.
         retrain: also retrain from scratch for reference.
-        data, model, width: override the checkpoint's record (needed for a ``.pt`` file).
     """
 
-    checkpoint: str
     retrain: bool = False
-    data: str | None = None
-    model: str | None = None
-    width: float | None = None
 
     KIND: ClassVar[str] = ""
     EDIT_FIELDS: ClassVar[tuple[str, ...]] = tuple(f.name for f in fields(EditConfig))
     UNRECORDED: ClassVar[tuple[str, ...]] = ("force",)
-
-    @property
-    def input_file(self) -> str | None:
-        """The file the target reads (never overwritten by the run)."""
-        return None
 
     def case(self, splits: Splits, progress: bool) -> _Case:
         """The target, edit, retraining data, metrics and result fields of this job."""
@@ -256,8 +245,7 @@ class RelabelJob(EditJob):
 def run_edit_job(job: EditJob) -> dict[str, Any]:
     """Run ``geninf remove`` or ``relabel`` (``job``'s class) into ``job.run.out``."""
     started = start_job(job.run)
-    overrides = {"model": job.model, "width": job.width, "data": job.data}
-    ckpt = load_checkpoint(job.checkpoint, overrides=overrides)
+    ckpt = job.load()
     return run_in(
         job.run,
         lambda run: _edit_body(job, ckpt, started, run),

@@ -1,0 +1,27 @@
+"""Atomic file writes: a temporary file in the same folder, then ``os.replace``.
+
+A file written through :func:`atomic_write` appears whole or not at all: an error, Ctrl-C or a
+full disk leaves the previous file (or none) in place and no temporary file behind. The
+implementation is :mod:`geninf._atomic`, below every layer (the experiment writers of
+:mod:`geninf.bench` use it too); this module is its place in :mod:`geninf.report`.
+"""
+
+from __future__ import annotations
+
+from .._atomic import (
+    PathLike,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    dumps_json,
+    read_json,
+)
+
+__all__ = [
+    "PathLike",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
+    "dumps_json",
+    "read_json",
+]
