@@ -4,10 +4,7 @@ forgetting benchmark's grid search on validation, with its cost counted."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,16 +15,8 @@ from geninf.edit import remove
 from geninf.edit.unlearning import UNLEARNING_DEFAULTS, check_unlearning_options
 from geninf.errors import InputError
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _problem():
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(74, 5, generator=g, dtype=torch.float64)  # 64 retained: 4 batches of 16
-    y = torch.randint(0, 3, (74,), generator=g)
-    torch.manual_seed(0)  # test-local: the model initialization only
-    net = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double().eval()
-    return net, (x[10:], y[10:]), (x[:10], y[:10])
+from .test_bench_outputs import load
+from .test_unlearning import _problem
 
 
 def _l1(model: nn.Module) -> float:
@@ -117,20 +106,8 @@ def test_l1_strength_shrinks_the_weights() -> None:
 
 
 # --------------------------------------------------------------------------- the benchmark's grid
-def _bench():
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(
-        "bench_forget_examples", BENCH / "forget_examples.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_benchmark_grid_chooses_on_validation_and_counts_every_point(monkeypatch) -> None:
-    bench = _bench()
+    bench = load("forget_examples")
     monkeypatch.setitem(bench.GRIDS, "salun", {"lr": (1e-4, 0.05), "salun_fraction": (0.2, 1.0)})
     g = torch.Generator().manual_seed(2)
     net, retain, forget = _problem()
