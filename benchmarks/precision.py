@@ -144,9 +144,9 @@ def run_row(spec: str, seed: int, a) -> dict:
 
 
 def summarize(rows: list[dict]) -> str:
-    cols = [("F1", "f1", 4), ("solver residual", "residual", 4), ("solver products",
-            "solver_products", 1), ("edit products", "hvps", 1), ("time (s)", "time", 2),
-            ("‖Δθ − Δθ_f64‖/‖Δθ_f64‖", "update_distance_to_f64", 4)]  # fmt: skip
+    cols = [("F1", "f1", ".4f"), ("solver residual", "residual", ".2e"), ("solver products",
+            "solver_products", ".1f"), ("edit products", "hvps", ".1f"), ("time (s)", "time",
+            ".1f"), ("‖Δθ − Δθ_f64‖/‖Δθ_f64‖", "update_distance_to_f64", ".1e")]  # fmt: skip
     head = "| data | n train | variant | " + " | ".join(c[0] for c in cols) + " |"
     lines = [head, "|" + "---|" * (3 + len(cols))]
     for spec in dict.fromkeys(r["spec"] for r in rows):
@@ -156,7 +156,8 @@ def summarize(rows: list[dict]) -> str:
             for _, key, nd in cols:
                 v = [r["variants"][variant].get(key) for r in g]
                 v = [x for x in v if x is not None]
-                cells.append(f"{np.mean(v):.{nd}f} ± {np.std(v):.{nd}f}" if v else "—")
+                spread = f" ± {np.std(v):{nd}}" if len(v) > 1 else ""  # one seed: its value
+                cells.append(f"{np.mean(v):{nd}}{spread}" if v else "—")
             lines.append(f"| {spec} | {g[0]['train']:,} | {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -14,8 +14,10 @@ write (see ``_outputs.py``); a refusal is found before anything runs.
 
 Default suite (``--only`` takes these names; ``solver_cost`` means both of its runs):
 hvp_cost, solver_cost_mlp, solver_cost_cnn, memory, ranks, selection_timing,
-class_removal_cost, profile_hvp, forget_examples. Also available by name, not in the default
-suite (they are experiments with their own folders and tables): mislabel, lds, experiments.
+class_removal_cost, profile_hvp, forget_examples, forget_examples_mnist_cnn,
+forget_examples_mnist_aug. Also available by name, not in the default
+suite (they are experiments with their own folders and tables): mislabel, lds, experiments;
+precision (float32 products with a float64 solver state, about 15 minutes).
 """
 
 from __future__ import annotations
@@ -243,11 +245,26 @@ SUITE: list[Bench] = [
           ["--threads", "1", "--out", "{out}"],
           ["--quick", "--fractions", "0.1", "--threads", "1", "--out", "{out}"],
           forget_examples_headline, threads=1),
+    Bench("forget_examples_mnist_cnn", "forget_examples.py", "forget_examples_mnist_cnn.json",
+          ["--setting", "mnist-cnn", "--threads", "1", "--out", "{out}"],
+          ["--setting", "mnist-cnn", "--quick", "--seeds", "0", "--fractions", "0.1",
+           "--threads", "1", "--out", "{out}"],
+          forget_examples_headline, threads=1),
+    Bench("forget_examples_mnist_aug", "forget_examples.py", "forget_examples_mnist_aug.json",
+          ["--setting", "mnist-aug-sources", "--threads", "1", "--out", "{out}"],
+          ["--setting", "mnist-aug-sources", "--quick", "--seeds", "0", "--size", "5000",
+           "--sources", "20", "--threads", "1", "--out", "{out}"],
+          forget_examples_headline, threads=1),
     Bench("robustness", "robustness.py", "robustness.json", ["--jobs", "2", "--out", "{out}"],
           ["--quick", "--methods", "gif,finetune", "--threads", "1", "--out", "{out}"],
           robustness_headline, threads=1),
     Bench("iterated_gif", "iterated_gif.py", "iterated_gif.json", ["--out", "{out}"],
           ["--out", "{out}"], threads=1, default=False),
+    Bench("precision", "precision.py", "precision.json",
+          ["--seeds", "0", "--variants", "f32,f64_state,f64", "--threads", "1", "--out", "{out}"],
+          ["--specs", "mnist5k", "--seeds", "0", "--epochs", "1", "--hessian-examples", "100",
+           "--val-examples", "300", "--variants", "f32,f64_state,f64", "--threads", "1",
+           "--out", "{out}"], threads=1, default=False),
     Bench("mislabel", "mislabel.py", "mislabel", ["--threads", "1", "--out", "{out}"],
           ["--quick", "--threads", "1", "--out", "{out}"], threads=1, default=False),
     Bench("lds", "lds.py", "lds", ["--threads", "1", "--out", "{out}"],
