@@ -14,7 +14,7 @@ import pytest
 from geninf.demo import DemoJob, run_demo
 from geninf.edit.config import EditConfig
 from geninf.report.jobs import relabel_run, remove_run, train_run
-from geninf.report.jobs.edit import RemoveJob
+from geninf.report.jobs.edit import RelabelJob, RemoveJob
 
 #: one epoch, a Hessian sample of 40, one damping (rel:0.01 instead of auto's path of five)
 TINY = {"epochs": 1, "hessian_examples": 40, "damping": "rel:0.01", "threads": 1, "progress": False}
@@ -112,3 +112,29 @@ def test_unknown_or_missing_job_options_are_type_errors():
         remove_run(checkpoint="c", forget="class:1", out="o", no_such=1)
     with pytest.raises(TypeError, match="forget"):
         remove_run(checkpoint="c", out="o")
+
+
+def test_every_edit_option_is_a_flag_of_remove_and_relabel():
+    """A field of EditConfig with a help text is a flag of remove/relabel with its default."""
+    from dataclasses import fields
+
+    from geninf.cli.parser import build_parser
+
+    parser = build_parser()
+    argv = {"remove": ["--forget", "class:1"], "relabel": ["--changes", "c.csv"]}
+    for command, target in argv.items():
+        args = vars(parser.parse_args([command, "--checkpoint", "c", "--out", "o", *target]))
+        for f in fields(EditConfig):
+            if f.metadata.get("help"):
+                assert args[f.name] == f.default, (command, f.name)
+        cls = RemoveJob if command == "remove" else RelabelJob
+        assert cls.from_options({k: v for k, v in args.items() if k in _params(cls)})
+    flags = ["--forget", "class:1", "--max-iter", "3", "--gammas", "0.1,0.2"]
+    args = vars(parser.parse_args(["remove", "--checkpoint", "c", "--out", "o", *flags]))
+    job = RemoveJob.from_options({k: v for k, v in args.items() if k in _params(RemoveJob)})
+    assert job.edit.kwargs()["solver_options"] == {"max_iter": 3}
+    assert job.edit.kwargs()["gammas"] == (0.1, 0.2)
+
+
+def _params(cls: type) -> set[str]:
+    return set(cls.signature().parameters)

@@ -239,16 +239,24 @@ def _edit_fields(
         g.add_argument("--" + name.replace("_", "-"), **kw)
 
 
+#: the EditConfig fields that ``geninf score`` shares (its damping is an absolute λ)
 _SOLVER_FIELDS = ("method", "criterion", "ratio", "solver", "max_iter", "tol")
-_EDIT_FIELDS = (*_SOLVER_FIELDS, "damping", "damping_path", "hessian_examples", "batch_size")
-_SCHEDULE_FIELDS = ("schedule", "gammas", "max_steps", "budget")
+
+
+def _in_group(group: str) -> list[str]:
+    """The :class:`EditConfig` fields of command-line group ``group`` (those with a help)."""
+    return [
+        f.name
+        for f in fields(EditConfig)
+        if f.metadata.get("group") == group and f.metadata.get("help")
+    ]
 
 
 def _edit_options(p: argparse.ArgumentParser, methods: list[str]) -> None:
     _checkpoint_options(p)
-    _edit_fields(p.add_argument_group("edit"), _EDIT_FIELDS, methods=methods)
+    _edit_fields(p.add_argument_group("edit"), _in_group("edit"), methods=methods)
     g = p.add_argument_group("schedule")
-    _edit_fields(g, _SCHEDULE_FIELDS, methods=methods)
+    _edit_fields(g, _in_group("schedule"), methods=methods)
     g.add_argument(
         "--retrain",
         action="store_true",
