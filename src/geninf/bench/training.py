@@ -22,9 +22,7 @@ import hashlib
 import json
 import math
 import numbers
-import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .._atomic import atomic_write
 from .._files import sha256_file
 from .._seed import check_seed
 from ..errors import DataError, InputError, NonFiniteError
@@ -303,18 +302,6 @@ def _canonical(config: Mapping[str, Any]) -> str:
         ) from exc
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _versions() -> dict[str, str]:
     from .. import __version__
 
@@ -420,7 +407,7 @@ def _train_and_store(
             f"trainer returned {type(out).__name__}; return the model, a TrainResult or None"
         )
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"config": canonical}))
+    atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"config": canonical}))
     record["sha256"] = sha256_file(weights)
-    _atomic_write(record_path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+    atomic_write(record_path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
     return CachedModel(model.eval(), False, weights, record)

@@ -12,7 +12,6 @@ import csv
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._atomic import atomic_write
 from ..errors import InputError
 from .api import SIGN_CONVENTION
 from .ranking import top_k
@@ -161,7 +161,7 @@ def plot_query_top_examples(
         f"queries, top-{k} helpful (green) and harmful (red) training examples", fontsize=9
     )
     fig.tight_layout()
-    return _save_png(fig, Path(path), dpi)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -197,20 +197,6 @@ def _label(labels: Any, i: int, class_names: Sequence[str] | None) -> str:
     v = labels[i]
     v = int(v) if isinstance(v, Tensor | np.integer) else v
     return str(class_names[v]) if class_names is not None else str(v)
-
-
-def _save_png(fig: Any, out: Path, dpi: int) -> Path:
-    """Save ``fig`` to ``out`` atomically (a temporary PNG beside it, then a rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
 
 
 def _matrix(scores: Tensor | np.ndarray) -> Tensor:
@@ -255,16 +241,13 @@ def _fmt(v: float) -> str:
 
 
 def _atomic_text(path: Path, write: Callable[[Any], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
+    """Write a text file through ``write(file object)``, atomically."""
+
+    def fill(tmp: str) -> None:
+        with open(tmp, "w", newline="") as fh:
             write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, fill)
 
 
 def _image(images: Any, i: int, shape: Sequence[int] | None) -> np.ndarray:

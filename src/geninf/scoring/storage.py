@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._atomic import atomic_write
 from ..errors import DataError, InputError
 
 __all__ = ["ScoreSink", "load_scores", "open_sink"]
@@ -147,7 +148,5 @@ def _npy_path(out: Any) -> Path:
 
 
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2, default=str)
-    os.replace(tmp, path)
+    text = json.dumps(payload, indent=2, default=str)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
