@@ -29,8 +29,9 @@ __all__ = ["EditConfig", "solver_options"]
 _D = EDIT_DEFAULTS
 
 
-def _opt(default: Any, help: str, kind: str | None = None, group: str = "edit") -> Any:
-    """A field with its command-line help and value kind (see the module docstring)."""
+def _opt(default: Any, help: str | None, kind: str | None = None, group: str = "edit") -> Any:
+    """A field with its command-line help and value kind (see the module docstring); a field
+    without a help has no flag."""
     return field(default=default, metadata={"help": help, "kind": kind, "group": group})
 
 
@@ -58,7 +59,7 @@ class EditConfig:
     """The settings of one edit, as a job (command line, config file, demo) gives them.
 
     Every field is the keyword argument of :func:`geninf.edit.remove` of the same name, but for
-    ``max_iter`` and ``tol``, which become ``solver_options`` (:func:`solver_options`). None
+    ``max_iter`` and ``tol``, which join ``solver_options`` (:func:`solver_options`). None
     leaves an option at the library's default. Values are checked by the library when the edit
     runs (one-line :class:`~geninf.errors.InputError`).
     """
@@ -117,6 +118,10 @@ class EditConfig:
         None, "finetune/gradient_ascent: example-gradient evaluations", "positive_int", "schedule"
     )
     seed: int = field(default=0, metadata={"help": None, "kind": None, "group": "run"})
+    # options without a flag of their own (the experiment runners set them)
+    solver_options: Mapping[str, Any] | None = _opt(None, None, group="library")
+    lr: float | None = _opt(None, None, group="library")
+    checkpoints: int | None = _opt(None, None, group="library")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> EditConfig:
@@ -138,12 +143,12 @@ class EditConfig:
             name: getattr(self, name)
             for name in ("method", "criterion", "ratio", "schedule", "solver", "damping")
         }
-        kw.update(
-            seed=self.seed,
-            budget=self.budget,
-            solver_options=solver_options(self.solver, self.max_iter, self.tol),
-        )
+        given = {**(self.solver_options or {})}
+        given.update(solver_options(self.solver, self.max_iter, self.tol) or {})
+        kw.update(seed=self.seed, budget=self.budget, solver_options=given or None)
         for name in _LIBRARY_OPTIONS:
+            if name == "solver_options":
+                continue
             value = getattr(self, name, None)
             if value is not None:
                 kw[name] = tuple(value) if isinstance(value, list | tuple) else value

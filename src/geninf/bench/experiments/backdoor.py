@@ -283,17 +283,15 @@ def _edit(
     config, recovery, job, model, objective, poisoned: Poisoned, schedule, score, seed, budget
 ):
     method, criterion = job
-    kw = edit_kwargs(config)
-    kw.update(schedule=schedule, validation=score, seed=seed, ratio=config.ratio)
-    kw["criterion"] = criterion or config.criterion
+    settings = {"method": method, "schedule": schedule, "seed": seed, "ratio": config.ratio}
+    settings["criterion"] = criterion or config.criterion
     if method == "finetune":
-        kw["budget"] = budget
+        settings["budget"] = budget
+    kw = {**edit_kwargs(config, **settings), "validation": score}
     if recovery == "relabel":
         changes = (poisoned.indices, poisoned.original_labels)
-        return quiet_edit(relabel, model, objective, poisoned.train, changes, method=method, **kw)
-    return quiet_edit(
-        remove, model, objective, poisoned.retain_data, poisoned.forget_data, method=method, **kw
-    )
+        return quiet_edit(relabel, model, objective, poisoned.train, changes, **kw)
+    return quiet_edit(remove, model, objective, poisoned.retain_data, poisoned.forget_data, **kw)
 
 
 def _jobs(config: BackdoorConfig, recovery: str) -> list[tuple[str, str | None]]:

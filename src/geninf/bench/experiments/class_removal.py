@@ -299,18 +299,9 @@ def edit_row(
     (``arm``'s method and schedule, ``settings`` and the config's edit options); return the
     result and its run row (test metrics against ``reference``, the record's numbers)."""
     retain, forget = data
+    kw = edit_kwargs(config, method=arm["method"], schedule=arm["schedule"], seed=seed, **settings)
     res = quiet_edit(
-        remove,
-        original,
-        objective_of(config),
-        retain,
-        forget,
-        method=arm["method"],
-        schedule=arm["schedule"],
-        validation=validation,
-        seed=seed,
-        **settings,
-        **edit_kwargs(config),
+        remove, original, objective_of(config), retain, forget, validation=validation, **kw
     )
     metrics = removal_metrics(res.model, splits, c, forget, reference)
     metrics.update(record_summary(res.record))

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ...defaults import EDIT_DEFAULTS
+from ...edit.config import EditConfig
 from ...edit.damping import parse_damping
 from ...edit.record import json_safe
 from ...errors import ConvergenceWarning, InputError
@@ -40,6 +41,7 @@ from ..training import train_cached, train_model
 
 __all__ = [
     "ExperimentConfig",
+    "edit_config",
     "edit_kwargs",
     "load_splits",
     "objective_of",
@@ -292,19 +294,27 @@ def trained(
     return Trained(cached.model, wall, cached.loaded, cost)
 
 
-def edit_kwargs(config: ExperimentConfig) -> dict[str, Any]:
-    """Keyword arguments of :func:`geninf.edit.remove` / ``relabel`` fixed by ``config``."""
-    return {
-        "solver": config.solver,
-        "damping": config.damping,
-        "solver_options": dict(config.solver_options) or None,
-        "gammas": tuple(config.gammas),
-        "max_steps": config.max_steps,
-        "batch_size": config.edit_batch_size,
-        "lr": config.baseline_lr,
-        "checkpoints": config.baseline_checkpoints,
-        "progress": config.progress,
-    }
+def edit_config(config: ExperimentConfig, **settings: Any) -> EditConfig:
+    """The :class:`~geninf.edit.config.EditConfig` of an edit of the experiment: the settings
+    ``config`` fixes (solver, damping, paper-schedule grid, batch size, the baselines' learning
+    rate and checkpoints), then ``settings`` (method, schedule, seed, ratio, ...)."""
+    fixed = EditConfig(
+        solver=config.solver,
+        damping=config.damping,
+        solver_options=dict(config.solver_options) or None,
+        gammas=tuple(config.gammas),
+        max_steps=config.max_steps,
+        batch_size=config.edit_batch_size,
+        lr=config.baseline_lr,
+        checkpoints=config.baseline_checkpoints,
+    )
+    return fixed.replace(**settings)
+
+
+def edit_kwargs(config: ExperimentConfig, **settings: Any) -> dict[str, Any]:
+    """Keyword arguments of :func:`geninf.edit.remove` / ``relabel`` (:func:`edit_config`'s,
+    with ``progress``)."""
+    return {**edit_config(config, **settings).kwargs(), "progress": config.progress}
 
 
 def quiet_edit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
