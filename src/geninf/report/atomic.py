@@ -8,20 +8,5 @@ implementation is :mod:`geninf._atomic`, below every layer (the experiment write
 
 from __future__ import annotations
 
-from .._atomic import (
-    PathLike,
-    atomic_write,
-    atomic_write_json,
-    atomic_write_text,
-    dumps_json,
-    read_json,
-)
-
-__all__ = [
-    "PathLike",
-    "atomic_write",
-    "atomic_write_json",
-    "atomic_write_text",
-    "dumps_json",
-    "read_json",
-]
+from .._atomic import *  # noqa: F403
+from .._atomic import __all__ as __all__

@@ -51,15 +51,19 @@ class TrainJob(JobConfig):
         """Whether the inputs are flattened (by default for the MLP only)."""
         return (self.model == "mlp") if self.flatten is None else bool(self.flatten)
 
-    def info(self, splits: Splits) -> dict[str, Any]:
-        """The record saved with the trained model."""
-        training = {
+    def training(self) -> dict[str, Any]:
+        """The training settings: the keyword arguments of :func:`~geninf.bench.train_model`
+        and the checkpoint's ``training`` record."""
+        return {
             "epochs": int(self.epochs),
             "seed": int(self.seed),
             "batch_size": int(self.batch_size),
             "lr": float(self.lr),
             "weight_decay": float(self.weight_decay),
         }
+
+    def info(self, splits: Splits) -> dict[str, Any]:
+        """The record saved with the trained model."""
         return checkpoint_info(
             self.model,
             self.width,
@@ -70,7 +74,7 @@ class TrainJob(JobConfig):
             normalize=self.normalize,
             max_train=self.max_train,
             max_eval=self.max_eval,
-            training=training,
+            training=self.training(),
         )
 
 
@@ -102,15 +106,7 @@ def _train(job: TrainJob, started: Started, run: RunDir) -> dict[str, Any]:
     caught: list[str] = []
     with collect_warnings(caught):
         trained = train_model(
-            net,
-            splits,
-            epochs=job.epochs,
-            batch_size=job.batch_size,
-            lr=job.lr,
-            weight_decay=job.weight_decay,
-            seed=job.seed,
-            progress=job.run.progress,
-            device=started.device,
+            net, splits, progress=job.run.progress, device=started.device, **job.training()
         )
     net = trained.model.eval()
     info = job.info(splits)
