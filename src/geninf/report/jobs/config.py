@@ -6,8 +6,9 @@ it runs (a :class:`RunConfig` in ``run``). The keyword entry points of :mod:`gen
 (``remove_run(**options)``, ...) and the command line build the config from the same flat
 options with :meth:`JobConfig.from_options`, which checks the names against
 :meth:`JobConfig.signature` — the entry point's signature, derived from the fields — so an option
-is never listed twice between the command line and the library call. :meth:`JobConfig.options`
-gives the flat options back for the run's ``config.json``.
+flows from the command line (or a ``--config`` file) to the library without being listed again
+on the way; the edit options' flags are themselves generated from :class:`EditConfig`.
+:meth:`JobConfig.options` gives the flat options back for the run's ``config.json``.
 """
 
 from __future__ import annotations
