@@ -235,6 +235,11 @@ def test_mia_separates_a_model_that_saw_the_forget_set() -> None:
     # 4, and then looks like a member: MIA ≈ 75% is the ceiling here
     assert mia_saw <= 10.0 and mia_never >= 60.0, (mia_saw, mia_never)
 
+    features = ("confidence", "entropy", "correct")
+    for net in (saw, never):  # one forward pass per set gives the same attack as mia_efficacy
+        got = unlearning_metrics(net, retain, forget, test, features=features, seed=3)["MIA"]
+        assert got == mia_efficacy(net, retain, forget, test, features=features, seed=3)
+
 
 def test_forget_validation_score_by_hand() -> None:
     model = Identity().double()

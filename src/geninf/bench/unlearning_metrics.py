@@ -85,19 +85,26 @@ def membership_features(
     Raises:
         InputError: an unknown feature name.
     """
+    _check_features(features)
+    return _features(*_log_probs(model, data, "data"), features)
+
+
+def _check_features(features: Sequence[str]) -> None:
     unknown = [f for f in features if f not in MIA_FEATURES]
     if unknown or not features:
         raise InputError(f"unknown MIA feature(s) {unknown}; choose from {', '.join(MIA_FEATURES)}")
-    logp, y = _log_probs(model, data, "data")
+
+
+def _features(logp: Tensor, y: Tensor, features: Sequence[str]) -> np.ndarray:
     p = logp.exp()
     logp_y = logp.gather(1, y[:, None]).squeeze(1)
     columns = {
-        "confidence": logp_y.exp(),
-        "entropy": -(p * logp).sum(1),
-        "loss": -logp_y,
-        "correct": (logp.argmax(1) == y).double(),
+        "confidence": lambda: logp_y.exp(),
+        "entropy": lambda: -(p * logp).sum(1),
+        "loss": lambda: -logp_y,
+        "correct": lambda: (logp.argmax(1) == y).double(),
     }
-    return torch.stack([columns[f] for f in features], 1).numpy()
+    return torch.stack([columns[f]() for f in features], 1).numpy()
 
 
 def mia_efficacy(
@@ -116,12 +123,18 @@ def mia_efficacy(
     are subsampled without replacement (generator seeded with ``seed``) to the size of the test
     set when they are more.
     """
+    members, suspects, outsiders = (
+        membership_features(model, d, features) for d in (retain, forget, test)
+    )
+    return _attack(members, suspects, outsiders, seed)
+
+
+def _attack(members: np.ndarray, suspects: np.ndarray, outsiders: np.ndarray, seed: int) -> float:
+    """% of ``suspects`` that the attack fitted on members vs outsiders calls non-member."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    members = membership_features(model, retain, features)
-    outsiders = membership_features(model, test, features)
     if len(members) > len(outsiders):
         g = torch.Generator().manual_seed(check_seed(seed))
         members = members[torch.randperm(len(members), generator=g)[: len(outsiders)].numpy()]
@@ -129,8 +142,7 @@ def mia_efficacy(
     labels = np.concatenate([np.ones(len(members)), np.zeros(len(outsiders))])
     attack = make_pipeline(StandardScaler(), LogisticRegression())
     attack.fit(x, labels)
-    predicted = attack.predict(membership_features(model, forget, features))
-    return float(100.0 * np.mean(predicted == 0))
+    return float(100.0 * np.mean(attack.predict(suspects) == 0))
 
 
 def unlearning_metrics(
@@ -143,16 +155,19 @@ def unlearning_metrics(
     seed: int = 0,
 ) -> dict[str, float]:
     """``{"UA", "RA", "TA", "MIA"}`` in % (module docstring), plus ``forget_acc`` and the mean
-    losses ``forget_loss``, ``retain_loss``, ``test_loss``."""
+    losses ``forget_loss``, ``retain_loss``, ``test_loss`` (one forward pass over each set)."""
+    _check_features(features)
     out: dict[str, float] = {}
+    feats: dict[str, np.ndarray] = {}
     for key, data in (("forget", forget), ("retain", retain), ("test", test)):
         logp, y = _log_probs(model, data, f"{key} data")
         out[f"{key}_acc"] = float(100.0 * (logp.argmax(1) == y).double().mean())
         out[f"{key}_loss"] = float(-logp.gather(1, y[:, None]).mean())
+        feats[key] = _features(logp, y, features)
     out["UA"] = 100.0 - out["forget_acc"]
     out["RA"] = out.pop("retain_acc")
     out["TA"] = out.pop("test_acc")
-    out["MIA"] = mia_efficacy(model, retain, forget, test, features=features, seed=seed)
+    out["MIA"] = _attack(feats["retain"], feats["forget"], feats["test"], seed)
     return out
 
 
