@@ -108,10 +108,10 @@ def check_unlearning_options(options: Any) -> dict[str, float]:
             f"unlearning_options must be a dict such as {{'scrub_alpha': 0.5}}, got "
             f"{type(options).__name__}"
         )
-    unknown = sorted(set(options) - set(UNLEARNING_DEFAULTS))
+    unknown = sorted(map(str, set(options) - set(UNLEARNING_DEFAULTS)))
     if unknown:
         raise InputError(
-            f"unknown unlearning option(s) {', '.join(map(str, unknown))}; the keys are: "
+            f"unknown unlearning option(s) {', '.join(unknown)}; the keys are: "
             f"{', '.join(UNLEARNING_DEFAULTS)}"
         )
     out = {}
