@@ -13,22 +13,10 @@ from torch.func import functional_call
 from geninf import InputError
 from geninf.data import stratified_sample
 from geninf.edit import relabel, remove
-from geninf.params import ParameterLayout
+
+from .test_robust_edit import _blobs, flat  # the tiny float64 3-class problem
 
 KW = {"method": "original", "damping": 0.1, "solver": "dense"}
-
-
-def flat(model: nn.Module) -> torch.Tensor:
-    return ParameterLayout.from_model(model).flatten(dict(model.named_parameters())).detach()
-
-
-def _blobs(n: int = 120, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 3
-    x = torch.randn(n, 4, generator=g, dtype=torch.float64) + 2.0 * F.one_hot(y, 4).double()
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
-    return net, x, y
 
 
 def _loss_of_flat(net: nn.Module):
