@@ -49,33 +49,8 @@ from .validation import evaluate_score
 __all__ = ["relabel", "remove"]
 
 
-def remove(
-    model: nn.Module,
-    objective: Any,
-    retain_data: Any,
-    forget_data: Any,
-    *,
-    method: EditMethod | str = EDIT_DEFAULTS.method,
-    subset: ParameterSubset | None = None,
-    criterion: Any = EDIT_DEFAULTS.criterion,
-    ratio: float = EDIT_DEFAULTS.ratio,
-    schedule: Schedule | str = EDIT_DEFAULTS.schedule,
-    validation: Any = None,
-    solver: Any = EDIT_DEFAULTS.solver,
-    damping: float | str = EDIT_DEFAULTS.damping,
-    seed: int = 0,
-    budget: int | None = None,
-    progress: bool = False,
-    **options: Any,
-) -> EditResult:
-    """Remove ``forget_data`` from the training set of ``model``; return an edited copy.
-
-    Args:
-        model: the trained model (never modified); put it in eval mode.
-        objective: None (cross-entropy), ``loss_fn(outputs, targets)`` or an Objective — the
-            training objective (include the weight decay the model was trained with).
-        retain_data: the training set without the forget set (R, m − r examples).
-        forget_data: the examples to remove (U, r examples).
+#: the arguments :func:`remove` and :func:`relabel` share, documented once (``{edit_args}``)
+_EDIT_ARGS = """\
         method: an :class:`EditMethod` — ``gif``, ``freezing``, ``projecting``, ``original``,
             ``second_order``, ``finetune``, ``gradient_ascent`` or the unlearning baselines
             ``random_label``, ``l1_sparse``, ``scrub``, ``salun`` (:mod:`.unlearning`).
@@ -103,7 +78,45 @@ def remove(
         progress: show progress bars.
         **options: see :class:`~geninf.edit.options.EditOptions` (``batch_size``,
             ``hessian_examples``, ``damping_path``, ``max_evaluations``, ``gammas``,
-            ``max_steps``, ``lr``, ``optimizer``, ``train_batch_size``, ``solver_options``, ...).
+            ``max_steps``, ``lr``, ``optimizer``, ``train_batch_size``, ``solver_options``, ...)."""
+
+
+def _edit_args(fn: Any) -> Any:
+    """Put the documentation of the shared arguments into ``fn``'s docstring."""
+    if fn.__doc__:  # None under python -OO
+        fn.__doc__ = fn.__doc__.replace("        {edit_args}", _EDIT_ARGS)
+    return fn
+
+
+@_edit_args
+def remove(
+    model: nn.Module,
+    objective: Any,
+    retain_data: Any,
+    forget_data: Any,
+    *,
+    method: EditMethod | str = EDIT_DEFAULTS.method,
+    subset: ParameterSubset | None = None,
+    criterion: Any = EDIT_DEFAULTS.criterion,
+    ratio: float = EDIT_DEFAULTS.ratio,
+    schedule: Schedule | str = EDIT_DEFAULTS.schedule,
+    validation: Any = None,
+    solver: Any = EDIT_DEFAULTS.solver,
+    damping: float | str = EDIT_DEFAULTS.damping,
+    seed: int = 0,
+    budget: int | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> EditResult:
+    """Remove ``forget_data`` from the training set of ``model``; return an edited copy.
+
+    Args:
+        model: the trained model (never modified); put it in eval mode.
+        objective: None (cross-entropy), ``loss_fn(outputs, targets)`` or an Objective — the
+            training objective (include the weight decay the model was trained with).
+        retain_data: the training set without the forget set (R, m − r examples).
+        forget_data: the examples to remove (U, r examples).
+        {edit_args}
 
     Returns:
         An :class:`EditResult` with the edited copy and its :class:`EditRecord`.
@@ -158,6 +171,7 @@ def _removal_baseline(task: RemovalTask, s: EditSettings, compute: ComputeUsed) 
     )
 
 
+@_edit_args
 def relabel(
     model: nn.Module,
     objective: Any,
@@ -179,14 +193,19 @@ def relabel(
 ) -> EditResult:
     """Change the labels of some training examples; return an edited copy of ``model``.
 
-    ``data`` is the training set as trained, an ``(inputs, targets)`` tuple of tensors;
-    ``changes = (indices, new_targets)`` gives the positions in ``data`` and their new targets.
     The influence methods move θ_J by x (``newton``) where x solves the system of ``method`` with
     g = (1/m) Σ_W [∇ℓ(z_i) − ∇ℓ(z'_i)] and H over ``data``; the subset is selected from the
     changed examples with their old targets. ``finetune`` trains on the corrected data set.
     ``second_order`` and ``gradient_ascent`` are removal methods: use :func:`remove`.
 
-    The other arguments are those of :func:`remove`.
+    Args:
+        model, objective: as for :func:`remove`.
+        data: the training set as trained, an ``(inputs, targets)`` tuple of tensors.
+        changes: ``(indices, new_targets)``: positions in ``data`` and their new targets.
+        {edit_args}
+
+    Returns:
+        An :class:`EditResult` with the edited copy and its :class:`EditRecord`.
 
     Raises:
         InputError: as :func:`remove`; malformed ``data`` or ``changes``; a removal-only method.
@@ -201,16 +220,9 @@ def relabel(
         )
     task = split_changes(model, as_objective(objective), data, changes)
     compute = ComputeUsed()
-    if s.method.is_baseline:
-        result = _baseline(
-            model,
-            task.objective,
-            task.corrected,
-            False,
-            s,
-            compute,
-            lambda c: relabel_plan(task, s, c, EditMethod.GIF),
-        )
+    if s.method.is_baseline:  # finetune on the corrected data; its budget from GIF's plan
+        gif = lambda c: relabel_plan(task, s, c, EditMethod.GIF)  # noqa: E731
+        result = _baseline(model, task.objective, task.corrected, False, s, compute, gif)
     else:
         result = _apply(model, relabel_plan(task, s, compute, s.method), s, compute)
     _check_improved(model, result, s, compute)
