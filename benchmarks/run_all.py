@@ -14,7 +14,8 @@ write (see ``_outputs.py``); a refusal is found before anything runs.
 
 Default suite (``--only`` takes these names; ``solver_cost`` means both of its runs):
 hvp_cost, solver_cost_mlp, solver_cost_cnn, memory, ranks, selection_timing,
-class_removal_cost, profile_hvp, forget_examples. Also available by name, not in the default
+class_removal_cost, profile_hvp, forget_examples, forget_examples_mnist_cnn,
+forget_examples_mnist_aug. Also available by name, not in the default
 suite (they are experiments with their own folders and tables): mislabel, lds, experiments;
 precision (float32 products with a float64 solver state, about 15 minutes).
 """
@@ -243,6 +244,16 @@ SUITE: list[Bench] = [
     Bench("forget_examples", "forget_examples.py", "forget_examples.json",
           ["--threads", "1", "--out", "{out}"],
           ["--quick", "--fractions", "0.1", "--threads", "1", "--out", "{out}"],
+          forget_examples_headline, threads=1),
+    Bench("forget_examples_mnist_cnn", "forget_examples.py", "forget_examples_mnist_cnn.json",
+          ["--setting", "mnist-cnn", "--threads", "1", "--out", "{out}"],
+          ["--setting", "mnist-cnn", "--quick", "--seeds", "0", "--fractions", "0.1",
+           "--threads", "1", "--out", "{out}"],
+          forget_examples_headline, threads=1),
+    Bench("forget_examples_mnist_aug", "forget_examples.py", "forget_examples_mnist_aug.json",
+          ["--setting", "mnist-aug-sources", "--threads", "1", "--out", "{out}"],
+          ["--setting", "mnist-aug-sources", "--quick", "--seeds", "0", "--size", "5000",
+           "--sources", "20", "--threads", "1", "--out", "{out}"],
           forget_examples_headline, threads=1),
     Bench("robustness", "robustness.py", "robustness.json", ["--jobs", "2", "--out", "{out}"],
           ["--quick", "--methods", "gif,finetune", "--threads", "1", "--out", "{out}"],
