@@ -1072,6 +1072,11 @@ def _(ctx: Ctx) -> list[str]:
     return ctx.remove("--forget", "class:1", "--damping", "rel:x", *FAST)
 
 
+@row("D07", 2, "forget_examples=100000 is more than the")
+def _(ctx: Ctx) -> list[str]:
+    return ctx.remove("--forget", "class:1", "--forget-examples", "100000", *FAST)
+
+
 # ================================================================================= the tests
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -99,6 +99,12 @@ class EditConfig:
         "a stratified sample of this many examples for the Hessian (default: all)",
         "positive_int",
     )
+    forget_examples: int | None = _opt(
+        None,
+        "a stratified sample of this many of the removed (or changed) examples for the "
+        "gradient (default: all)",
+        "positive_int",
+    )
     batch_size: int | None = _opt(None, "examples per gradient/HVP batch", "positive_int")
     schedule: str = _opt(
         _D.schedule,
