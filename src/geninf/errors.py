@@ -71,3 +71,11 @@ class ConvergenceWarning(UserWarning):
 class EditWarning(UserWarning):
     """An edit that may not have done what was asked: its validation score did not improve on
     the unedited model's, or its step search stopped on the edge of what it searched."""
+
+
+def brief(exc: BaseException | str, limit: int = 120) -> str:
+    """``exc``'s message on one line (whitespace collapsed), cut to ``limit`` characters; the
+    exception's type name when the message is empty. For quoting a caught error inside a
+    one-line message of geninf's own."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, brief
 
 __all__ = ["expand_config", "load_config_file", "subcommand_position"]
 
@@ -136,7 +136,7 @@ def _parse_json(text: str, path: str) -> Any:
     except InputError:  # a key given twice (from pairs)
         raise
     except ValueError as exc:  # e.g. an integer too long to convert
-        raise InputError(f"config file {path} is not valid JSON: {_brief(exc)}") from None
+        raise InputError(f"config file {path} is not valid JSON: {brief(exc)}") from None
 
 
 def _parse_toml(text: str, path: str) -> Any:
@@ -155,7 +155,7 @@ def _parse_toml(text: str, path: str) -> Any:
     except RecursionError:
         raise InputError(f"config file {path} is not valid TOML: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer too long to convert
-        raise InputError(f"config file {path} is not valid TOML: {_brief(exc)}") from None
+        raise InputError(f"config file {path} is not valid TOML: {brief(exc)}") from None
 
 
 def _kind(value: Any) -> str:
@@ -274,11 +274,6 @@ def _encodable(text: str) -> bool:
 def _show(name: str) -> str:
     """A key as it would be written in JSON (quoted, control characters escaped)."""
     return json.dumps(name, ensure_ascii=not _encodable(name))
-
-
-def _brief(exc: BaseException, limit: int = 120) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _scalar(value: Any) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..errors import InputError, brief
 from .rundir import atomic_write
 
 __all__ = ["FORMAT", "Checkpoint", "load_checkpoint", "resolve_checkpoint", "save_model"]
@@ -89,7 +89,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any] | N
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise InputError(
-            f"checkpoint {path} is truncated or not a safetensors file ({_brief(exc)})"
+            f"checkpoint {path} is truncated or not a safetensors file ({brief(exc)})"
         ) from None
     info = None
     if "geninf" in meta:
@@ -117,7 +117,7 @@ def _read_pt(path: Path) -> dict[str, Tensor]:
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise InputError(
-            f"checkpoint {path} is truncated or not a torch file ({_brief(exc)})"
+            f"checkpoint {path} is truncated or not a torch file ({brief(exc)})"
         ) from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -125,12 +125,6 @@ def _read_pt(path: Path) -> dict[str, Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise InputError(f"{path} does not hold a state dict (a dict of tensors)")
     return obj
-
-
-def _brief(exc: BaseException, limit: int = 120) -> str:
-    """The first line of an error message, cut to ``limit`` characters."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _unpickler_detail(exc: BaseException) -> str:
@@ -141,7 +135,7 @@ def _unpickler_detail(exc: BaseException) -> str:
     if marker in text:
         text = text.split(marker, 1)[1]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return _brief(lines[0] if lines else "unsupported pickle", 100)
+    return brief(lines[0] if lines else "unsupported pickle", 100)
 
 
 def _global_name(detail: str) -> str:
