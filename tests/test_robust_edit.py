@@ -185,6 +185,26 @@ def test_auto_damping_picks_the_path_value_the_score_prefers(linreg):
     assert res.record.compute.hvps >= d["scale_products"] + 4
 
 
+@pytest.mark.parametrize(
+    ("rho_star", "path", "edge"),
+    [(1e-2, (1.0, 1e-1, 1e-2, 1e-3), None), (1e-4, (1.0, 1e-1, 1e-2), "lower"),
+     (10.0, (1.0, 1e-1, 1e-2), "upper")],
+)  # fmt: skip
+def test_auto_damping_records_a_choice_on_the_edge_of_its_path(linreg, rho_star, path, edge):
+    """The score prefers the edit at ρ*; a path that does not reach ρ* ends on the edge nearest
+    to it, strictly better than its neighbour, and the record says which edge."""
+    model, obj, retain, forget = linreg
+    kw = {"method": "original", "solver": "dense"}
+    target = flat(remove(model, obj, retain, forget, damping=f"rel:{rho_star}", **kw).model)
+
+    def score(m: nn.Module) -> float:
+        return -float((flat(m) - target).norm())
+
+    res = remove(model, obj, retain, forget, validation=score, damping_path=path,
+                 schedule="newton", **kw)  # fmt: skip
+    assert res.record.damping["saturated"] == edge
+
+
 def test_auto_damping_without_validation_uses_the_documented_fallback(linreg):
     model, obj, retain, forget = linreg
     res = remove(model, obj, retain, forget, method="original")

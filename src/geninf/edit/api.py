@@ -234,8 +234,10 @@ def _apply(model: nn.Module, plans: list[Plan], s: EditSettings, compute: Comput
     """Schedule every plan (one per damping tried), keep the best on validation."""
     scored = [(plan, _schedule(model, plan, s, compute, len(plans) == 1)) for plan in plans]
     plan, outcome = scored[0]
+    chosen = 0
     if s.score is not None:  # the first best wins: ties go to the larger damping
         plan, outcome = max(scored, key=lambda po: po[1].best_score)  # type: ignore[arg-type,return-value]
+        chosen = next(i for i, (p, _) in enumerate(scored) if p is plan)
         if len(plans) > 1 and s.schedule is Schedule.SEARCH and outcome.search is not None:
             outcome = refine_search(
                 model,
@@ -251,6 +253,7 @@ def _apply(model: nn.Module, plans: list[Plan], s: EditSettings, compute: Comput
     info = dict(plan.extra.get("damping_info") or {})
     if info.get("path") is not None and s.score is not None:
         info["scores"] = [o.best_score for _, o in scored]
+        info["saturated"] = _path_edge(info["scores"], chosen)
     info["chosen"] = plan.extra.get("damping")
     if info.get("scale"):
         info["chosen_relative"] = float(info["chosen"]) / float(info["scale"])
@@ -270,6 +273,19 @@ def _apply(model: nn.Module, plans: list[Plan], s: EditSettings, compute: Comput
         "damping": info,
         "extra": {**extra, "alpha": outcome.alpha, **({"iterations": steps} if steps else {})},
     }
+
+
+def _path_edge(scores: list[Any], chosen: int) -> str | None:
+    """``"upper"`` (the largest ρ) or ``"lower"`` (the smallest) when the chosen damping is on an
+    edge of the path and strictly beats its neighbour there: a value beyond the path might be
+    better still. None otherwise (an inner choice, a tie, or a one-value path)."""
+    if len(scores) < 2 or any(v is None for v in scores):
+        return None
+    if chosen == 0 and scores[0] > scores[1]:
+        return "upper"
+    if chosen == len(scores) - 1 and scores[-1] > scores[-2]:
+        return "lower"
+    return None
 
 
 def _schedule(model, plan: Plan, s: EditSettings, compute: ComputeUsed, final: bool):

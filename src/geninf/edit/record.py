@@ -228,7 +228,11 @@ class EditRecord:
         damping: how λ was set — ``spec`` (``auto``, ``rel:ρ`` or λ), the curvature ``scale``
             estimate ‖H‖₂ and its ``scale_products``, the relative ``path`` and absolute
             ``lambdas`` tried with their validation ``scores``, the ``chosen`` λ and
-            ``chosen_relative`` ρ (None when λ was absolute).
+            ``chosen_relative`` ρ (None when λ was absolute), and ``saturated``: ``"upper"`` /
+            ``"lower"`` when the chosen ρ is the largest / smallest of the path and strictly
+            beats its neighbour (a wider ``damping_path`` might do better; no warning is
+            issued: in the robustness suite an edge was chosen in about a quarter of the edits,
+            mostly ρ = 1, where more damping only turns the direction towards the gradient).
         step_search: the ``search`` schedule's multipliers, scores, choice, evaluations and
             ``saturated`` edge (None for other schedules).
         baseline_score: the unedited model's validation score (None without validation).
