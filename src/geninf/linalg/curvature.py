@@ -327,12 +327,24 @@ def differentiable_attention() -> contextlib.AbstractContextManager:
     aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented". Curvature
     products therefore select the math kernel, which is built from differentiable operations;
     it computes the same attention (within floating-point rounding) at a higher memory cost.
+    The fused fast path of ``nn.TransformerEncoderLayer`` / ``nn.MultiheadAttention`` in eval
+    mode (``aten::_transformer_encoder_layer_fwd``) has no forward-mode derivative, which the
+    Gauss–Newton and ``forward_over_reverse`` products need: it is switched off for the
+    duration (``torch.backends.mha``), and restored afterwards.
     """
+    stack = contextlib.ExitStack()
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
     except ImportError:  # torch < 2.3: no kernel selection
-        return contextlib.nullcontext()
-    return sdpa_kernel(SDPBackend.MATH)
+        pass
+    else:
+        stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+    mha = getattr(torch.backends, "mha", None)
+    if mha is not None and hasattr(mha, "set_fastpath_enabled"):
+        before = mha.get_fastpath_enabled()
+        mha.set_fastpath_enabled(False)
+        stack.callback(mha.set_fastpath_enabled, before)
+    return stack
 
 
 def _hvp_reverse_over_forward(f: Callable[[Any], Tensor], x: Any, v: Any) -> Any:
