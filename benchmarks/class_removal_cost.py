@@ -78,8 +78,9 @@ from tqdm.auto import tqdm
 from geninf.bench.datasets import Splits, load_dataset, stratified_sample
 from geninf.bench.experiments.class_removal import forget_split, removal_metrics
 from geninf.bench.metrics import class_removal_metrics
-from geninf.bench.models import build_model, num_parameters
+from geninf.bench.models import num_parameters
 from geninf.bench.training import train_model
+from geninf.demo import DATA, MODEL, WIDTH, demo_model
 from geninf.edit import ClassRemovalValidation, remove
 from geninf.errors import ConvergenceWarning
 from geninf.objective import SupervisedObjective
@@ -89,7 +90,7 @@ edit_api = importlib.import_module("geninf.edit.api")
 edit_methods = importlib.import_module("geninf.edit.methods")
 estimators = importlib.import_module("geninf.influence.estimators")
 
-DATA, MODEL, WIDTH, EPOCHS, FORGET = "mnist5k", "small_cnn", 0.5, 10, 8
+EPOCHS, FORGET = 10, 8  # the demo's data and CNN (geninf.demo)
 TRAIN: dict[str, float | int] = {"batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4}
 EDIT: dict[str, Any] = {
     "method": "gif",
@@ -116,17 +117,6 @@ def subsample(splits: Splits, n: int, seed: int) -> Splits:
     gen = torch.Generator().manual_seed(10_000 + seed)
     idx = stratified_sample(y, n, generator=gen)
     return dataclasses.replace(splits, train=(x[idx], y[idx]))
-
-
-def build(splits: Splits, seed: int) -> nn.Module:
-    """The demo's untrained small CNN (width 0.5), seeded."""
-    return build_model(
-        MODEL,
-        input_shape=splits.input_shape,
-        num_classes=splits.num_classes,
-        width=WIDTH,
-        seed=seed,
-    )
 
 
 # ------------------------------------------------------------------------------ retraining
@@ -333,7 +323,7 @@ def one_run(
     bar.set_postfix_str(f"n={n} seed={seed}: original")
     t = time.perf_counter()
     original = train_model(
-        build(splits, seed), splits.train, epochs=EPOCHS, seed=seed, progress=False, **TRAIN
+        demo_model(splits, seed), splits.train, epochs=EPOCHS, seed=seed, progress=False, **TRAIN
     ).model.eval()
     t_original = time.perf_counter() - t
 
@@ -345,7 +335,7 @@ def one_run(
         out["validation_f1"] = validation(model)
         return out
 
-    retrained = build(splits, seed)
+    retrained = demo_model(splits, seed)
     curve = retrain_curve(
         retrained, retain, epochs=EPOCHS, seed=seed, eval_every=args.eval_every, evaluate=evaluate
     )
@@ -353,7 +343,7 @@ def one_run(
     recipe_ok = None
     if check_recipe:
         reference = train_model(
-            build(splits, seed), retain, epochs=EPOCHS, seed=seed, progress=False, **TRAIN
+            demo_model(splits, seed), retain, epochs=EPOCHS, seed=seed, progress=False, **TRAIN
         ).model
         recipe_ok = same_weights(reference, retrained)
     final = _metrics(retrained, splits, forget, retrained)
@@ -1075,7 +1065,7 @@ def main(argv: list[str] | None = None) -> None:
             "quick": args.quick,
             "splits": base.sizes,
         },
-        "parameters": num_parameters(build(base, 0)),
+        "parameters": num_parameters(demo_model(base, 0)),
         "versions": versions(),
         "summary": summarize(runs, args.sizes),
         "analytic_model": model,

@@ -125,6 +125,17 @@ class DemoJob(JobConfig):
             )
 
 
+def demo_model(splits: Splits, seed: int) -> nn.Module:
+    """The demo's untrained small CNN (width 0.5) for ``splits``, seeded."""
+    return build_model(
+        MODEL,
+        input_shape=splits.input_shape,
+        num_classes=splits.num_classes,
+        width=WIDTH,
+        seed=seed,
+    )
+
+
 class _Trained(NamedTuple):
     model: nn.Module
     seconds: float
@@ -136,13 +147,7 @@ def _trained(job: DemoJob, role: str, splits: Splits, data: Any, device: Any) ->
     seed, progress = job.edit.seed, job.run.progress
 
     def build() -> nn.Module:
-        return build_model(
-            MODEL,
-            input_shape=splits.input_shape,
-            num_classes=splits.num_classes,
-            width=WIDTH,
-            seed=seed,
-        )
+        return demo_model(splits, seed)
 
     def trainer(model: nn.Module) -> Any:
         return train_model(
