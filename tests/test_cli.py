@@ -141,6 +141,23 @@ def test_remove_baseline_with_paper_schedule(trained, tmp_path, capsys):
     check_run_dir(out)
 
 
+def test_remove_scrub_with_unlearning_options_reaches_the_record(trained, tmp_path, capsys):
+    out = tmp_path / "scrub"
+    argv = ["remove", "--checkpoint", str(trained), "--forget", "class:3", "--out", str(out)]
+    argv += ["--method", "scrub", "--budget", "1000", "--quiet"]
+    res = run_json(capsys, [*argv, "--unlearning-options", "scrub_alpha=0,scrub_temperature=2"])
+    hp = res["record"]["extra"]["hyperparameters"]
+    assert (hp["scrub_alpha"], hp["scrub_temperature"]) == (0.0, 2.0)
+    assert hp["scrub_max_fraction"] == 0.5  # the default, not given
+    assert res["record"]["options"]["unlearning_options"] == {
+        "scrub_alpha": 0.0,
+        "scrub_temperature": 2.0,
+    }
+    argv[argv.index(str(out))] = str(tmp_path / "bad")
+    assert main([*argv, "--unlearning-options", "scrub_beta=1"]) == 2
+    assert "unknown unlearning option(s) scrub_beta" in one_line_error(capsys)
+
+
 def test_relabel(trained, tmp_path, capsys):
     from geninf.bench import load_dataset
 
@@ -255,6 +272,16 @@ def test_no_command_help_and_version(capsys):
         (
             ["remove", "--checkpoint", "x", "--forget", "class:1", "--out", "y", "--ratio", "a"],
             "invalid float",
+        ),
+        (
+            ["remove", "--checkpoint", "x", "--forget", "class:1", "--out", "y"]
+            + ["--unlearning-options", "scrub_alpha"],
+            "expected KEY=NUMBER pairs",
+        ),
+        (
+            ["relabel", "--checkpoint", "x", "--changes", "c.csv", "--out", "y"]
+            + ["--unlearning-options", "scrub_alpha=1"],
+            "unrecognized arguments",
         ),
     ],
 )

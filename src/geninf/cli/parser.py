@@ -75,6 +75,23 @@ def _floats(text: str) -> tuple[float, ...]:
     return values
 
 
+def _key_values(text: str) -> dict[str, float]:
+    """KEY=VALUE,... with numeric values (the keys are checked by the library)."""
+    out: dict[str, float] = {}
+    for item in (v.strip() for v in text.split(",")):
+        key, sep, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not item or not sep or not key.strip() or number is None:
+            raise argparse.ArgumentTypeError(
+                f"expected KEY=NUMBER pairs separated by commas, e.g. scrub_alpha=0.5, got {text!r}"
+            )
+        out[key.strip()] = number
+    return out
+
+
 def _names(text: str) -> tuple[str, ...]:
     values = tuple(v.strip() for v in text.split(",") if v.strip())
     if not values:
@@ -214,6 +231,7 @@ _KINDS: dict[str | None, dict[str, Any]] = {
     "float": {"type": float},
     "floats": {"type": _floats},
     "damping": {"type": _damping},
+    "key_values": {"type": _key_values, "metavar": "KEY=VALUE,..."},
 }
 
 
@@ -257,6 +275,9 @@ def _edit_options(p: argparse.ArgumentParser, methods: list[str]) -> None:
     _edit_fields(p.add_argument_group("edit"), _in_group("edit"), methods=methods)
     g = p.add_argument_group("schedule")
     _edit_fields(g, _in_group("schedule"), methods=methods)
+    if {"l1_sparse", "salun", "scrub"} & set(methods):
+        u = p.add_argument_group("unlearning baselines")
+        _edit_fields(u, _in_group("unlearning"), methods=methods)
     g.add_argument(
         "--retrain",
         action="store_true",

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..defaults import EDIT_DEFAULTS
 from .options import EditOptions
+from .unlearning import UNLEARNING_DEFAULTS
 
 __all__ = ["EditConfig", "solver_options"]
 
@@ -123,6 +124,14 @@ class EditConfig:
     budget: int | None = _opt(
         None, "finetune/gradient_ascent: example-gradient evaluations", "positive_int", "schedule"
     )
+    unlearning_options: Mapping[str, float] | None = _opt(
+        None,
+        "hyper-parameters of l1_sparse, salun and scrub as KEY=VALUE,... (keys: "
+        + ", ".join(f"{k} (default {v:g})" for k, v in UNLEARNING_DEFAULTS.items())
+        + ")",
+        "key_values",
+        "unlearning",
+    )
     seed: int = field(default=0, metadata={"help": None, "kind": None, "group": "run"})
     # options without a flag of their own (the experiment runners set them)
     solver_options: Mapping[str, Any] | None = _opt(None, None, group="library")
@@ -156,7 +165,9 @@ class EditConfig:
             if name == "solver_options":
                 continue
             value = getattr(self, name, None)
-            if value is not None:
+            if isinstance(value, Mapping):
+                kw[name] = dict(value)
+            elif value is not None:
                 kw[name] = tuple(value) if isinstance(value, list | tuple) else value
         return kw
 
@@ -164,7 +175,7 @@ class EditConfig:
         """The config of baseline ``method`` given its ``budget``: the influence settings
         (selection, solver, damping, Hessian sample) do not apply to it and go back to their
         defaults, so its record shows only what it used."""
-        keep = ("schedule", "gammas", "max_steps", "batch_size", "seed")
+        keep = ("schedule", "gammas", "max_steps", "batch_size", "unlearning_options", "seed")
         return EditConfig(method=method, budget=int(budget), **{k: getattr(self, k) for k in keep})
 
 
