@@ -115,7 +115,8 @@ def test_unknown_or_missing_job_options_are_type_errors():
 
 
 def test_every_edit_option_is_a_flag_of_remove_and_relabel():
-    """A field of EditConfig with a help text is a flag of remove/relabel with its default."""
+    """A field of EditConfig with a help text is a flag of remove/relabel with its default (the
+    unlearning baselines' options: of remove only)."""
     from dataclasses import fields
 
     from geninf.cli.parser import build_parser
@@ -125,15 +126,19 @@ def test_every_edit_option_is_a_flag_of_remove_and_relabel():
     for command, target in argv.items():
         args = vars(parser.parse_args([command, "--checkpoint", "c", "--out", "o", *target]))
         for f in fields(EditConfig):
-            if f.metadata.get("help"):
+            if f.metadata.get("group") == "unlearning" and command == "relabel":
+                assert f.name not in args, f.name
+            elif f.metadata.get("help"):
                 assert args[f.name] == f.default, (command, f.name)
         cls = RemoveJob if command == "remove" else RelabelJob
         assert cls.from_options({k: v for k, v in args.items() if k in _params(cls)})
     flags = ["--forget", "class:1", "--max-iter", "3", "--gammas", "0.1,0.2"]
+    flags += ["--unlearning-options", "scrub_alpha=0.25"]
     args = vars(parser.parse_args(["remove", "--checkpoint", "c", "--out", "o", *flags]))
     job = RemoveJob.from_options({k: v for k, v in args.items() if k in _params(RemoveJob)})
     assert job.edit.kwargs()["solver_options"] == {"max_iter": 3}
     assert job.edit.kwargs()["gammas"] == (0.1, 0.2)
+    assert job.edit.kwargs()["unlearning_options"] == {"scrub_alpha": 0.25}
 
 
 def _params(cls: type) -> set[str]:
