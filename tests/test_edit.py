@@ -16,6 +16,7 @@ from geninf import InputError, ParameterSubset
 from geninf.edit import (
     HVP_COST,
     ClassRemovalValidation,
+    ComputeUsed,
     EditMethod,
     EditRecord,
     EditResult,
@@ -169,6 +170,35 @@ def test_second_order_closer_to_retraining_than_first_order(logreg):
     # cost: gradient over U, dense solves over S (n products each, 2·200 per product), one H_U
     n = theta.numel()
     assert rec.compute.example_gradients == 40 + HVP_COST * (2 * n * 200 + 40)
+
+
+def test_second_order_with_samples_keeps_each_sets_weight(logreg):
+    """With a sample of R and of U (hessian_examples / forget_examples), H stays
+    (1 − p)·H_R + p·H_U with p = r/m from the full counts (each mean Hessian from its sample),
+    g the mean gradient of the U sample; and the compute counts the examples actually used."""
+    model, obj, retain, forget, _ = logreg
+    theta = flat(model)
+    layout = ParameterLayout.from_model(model)
+    rs, fs = (retain[0][:50], retain[1][:50]), (forget[0][:10], forget[1][:10])
+
+    def loss(t, data):
+        out = functional_call(model, layout.unflatten(t), (data[0],))
+        return F.binary_cross_entropy_with_logits(out, data[1]) + 0.5 * 1e-2 * (t * t).sum()
+
+    p = 40 / 200
+    H = (1 - p) * hessian(loss)(theta, rs) + p * hessian(loss)(theta, fs)
+    g = grad(loss)(theta, fs)
+    s = torch.linalg.solve(H, g)
+    first = (1 - 2 * p) / (1 - p) ** 2 * p * s
+    second = p**2 / (1 - p) ** 2 * torch.linalg.solve(H, hessian(loss)(theta, fs) @ s)
+    compute = ComputeUsed()
+    terms = second_order_terms(
+        model, obj, rs, fs, num_retain=160, num_forget=40, solver="dense", compute=compute
+    )
+    torch.testing.assert_close(terms.first, first, **EXACT)
+    torch.testing.assert_close(terms.second, second, **EXACT)
+    n = theta.numel()  # two dense solves over R's and U's samples, one H_U product, g over fs
+    assert compute.example_gradients == 10 + HVP_COST * (2 * n * 60 + 10)
 
 
 # ------------------------------------------------------------------ subsets and immutability

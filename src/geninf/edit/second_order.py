@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..data import as_batches
 from ..functional import FunctionalModel
+from ..linalg.base import LinearOperator
 from ..linalg.curvature import HessianOperator
 from ..solvers import SolveResult, get_solver
 from .damping import curvature_scale
@@ -91,15 +92,13 @@ def second_order_terms(
     retain = as_batches(retain_data, batch_size, name="retain_data")
     m = num_retain + num_forget
     p = num_forget / m
+    kw = {"method": hvp_method, "check_determinism": check_determinism}
+    HU = HessianOperator(fm, None, forget, **kw)
     g = fm.gradient(forget)
-    compute.add_gradient(num_forget)
-    H0 = HessianOperator(
-        fm, None, ChainedData(retain, forget), method=hvp_method,
-        check_determinism=check_determinism,
-    )  # fmt: skip
+    compute.add_gradient(HU.num_examples)  # the examples g saw (a sample with forget_examples)
+    H0 = _full_hessian(fm, retain, forget, HU, (num_retain, num_forget), kw)
     lam = _damping(H0, damping, relative_damping, seed, compute)
     H = H0.damped(lam)
-    HU = HessianOperator(fm, None, forget, method=hvp_method, check_determinism=check_determinism)
     the_solver = get_solver(solver, **(solver_options or {}))
     s = the_solver.solve(H, g, progress=progress)
     s.diagnostics.warn_if_unconverged("second_order: ", stacklevel=2)
@@ -107,8 +106,41 @@ def second_order_terms(
     t = the_solver.solve(H, v, progress=progress)
     t.diagnostics.warn_if_unconverged("second_order: ", stacklevel=2)
     compute.add_hvps(s.diagnostics.products + t.diagnostics.products, H0.num_examples)
-    compute.add_hvps(1, num_forget)
+    compute.add_hvps(1, HU.num_examples)
     return _terms(s, t, p, lam)
+
+
+class _Mixture(LinearOperator):
+    """H = (1 − p)·H_R + p·H_U from the mean Hessians of two data sets (one product of each per
+    product); ``num_examples`` is what one product passes over."""
+
+    def __init__(self, HR: HessianOperator, HU: HessianOperator, p: float):
+        self.parts, self.p = (HR, HU), float(p)
+        self.shape, self.dtype, self.device = HR.shape, HR.dtype, HR.device
+        self.symmetric = True
+
+    @property
+    def num_products(self) -> int:
+        return self.parts[0].num_products
+
+    @property
+    def num_examples(self) -> int:
+        return self.parts[0].num_examples + self.parts[1].num_examples
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        return (1.0 - self.p) * self.parts[0].matvec(v) + self.p * self.parts[1].matvec(v)
+
+
+def _full_hessian(fm, retain, forget, HU, counts, kw) -> LinearOperator:
+    """The Hessian of the mean loss over S = R ∪ U: one operator over R and U chained when the
+    data hold them in S's proportions (all of both), else the mixture (1 − p)·H_R + p·H_U with
+    p = r/m from the full counts, so a sample of either (``hessian_examples``,
+    ``forget_examples``) keeps each set's weight."""
+    num_retain, num_forget = counts
+    HR = HessianOperator(fm, None, retain, **kw)
+    if HR.num_examples * num_forget == HU.num_examples * num_retain:
+        return HessianOperator(fm, None, ChainedData(retain, forget), **kw)
+    return _Mixture(HR, HU, num_forget / (num_retain + num_forget))
 
 
 def _damping(
