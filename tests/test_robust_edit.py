@@ -185,6 +185,20 @@ def test_auto_damping_picks_the_path_value_the_score_prefers(linreg):
     assert res.record.compute.hvps >= d["scale_products"] + 4
 
 
+@pytest.mark.filterwarnings("ignore::geninf.errors.ConvergenceWarning")
+def test_projecting_on_every_parameter_is_original_along_a_truncated_damping_path(linreg):
+    """projecting = [H⁻¹g]_J; with J = all it is original's solve, warm starts included (it
+    started every λ of the path cold before, so truncated solves differed)."""
+    model, obj, retain, forget = linreg
+    kw = dict(solver="cg", solver_options={"max_iter": 2}, damping_path=(1.0, 1e-2, 1e-4),
+              schedule="newton", validation=lambda m: -float(flat(m).norm()))  # fmt: skip
+    orig = remove(model, obj, retain, forget, method="original", **kw)
+    proj = remove(model, obj, retain, forget, method="projecting", criterion="all", **kw)
+    assert orig.record.damping["scores"] == proj.record.damping["scores"]
+    torch.testing.assert_close(flat(proj.model), flat(orig.model), rtol=1e-12, atol=1e-14)
+    assert orig.record.compute.hvps == proj.record.compute.hvps
+
+
 @pytest.mark.parametrize(
     ("rho_star", "path", "edge"),
     [(1e-2, (1.0, 1e-1, 1e-2, 1e-3), None), (1e-4, (1.0, 1e-1, 1e-2), "lower"),

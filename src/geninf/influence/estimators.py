@@ -201,6 +201,8 @@ class InfluenceSystem:
     curvature_name: str = "hessian"
     hvp_method: str = DEFAULT_HVP_METHOD.value
     _dense: Tensor | None = field(default=None, repr=False)
+    # projecting: the full solution of the last solve (its warm start; ``x0`` is the subset's)
+    _full_x: Tensor | None = field(default=None, repr=False)
 
     def solve(
         self,
@@ -213,7 +215,9 @@ class InfluenceSystem:
         start: float | None = None,
         cache_dense: bool = False,
     ) -> InfluenceResult:
-        """Solve the system of :attr:`method` with H + ``damping``·I (warm start ``x0``).
+        """Solve the system of :attr:`method` with H + ``damping``·I (warm start ``x0``, a
+        previous ``delta``; ``projecting`` solves on all parameters, so it warm-starts from the
+        full solution of its previous solve instead, as ``original`` does).
 
         With ``cache_dense`` and a solver that would materialize the system (``dense``, or
         ``auto`` on few enough columns), the undamped matrix is materialized once and reused
@@ -255,9 +259,13 @@ class InfluenceSystem:
             A = PrincipalSubmatrixOperator(H, subset)
             res = solver.solve(A, subset.gather(g), x0=x0, progress=progress)
             return res, res.x
-        full_x0 = x0 if method is InfluenceMethod.ORIGINAL else None
+        if method is InfluenceMethod.ORIGINAL:
+            res = solver.solve(H, g, x0=x0, progress=progress)
+            return res, res.x
+        full_x0 = self._full_x if x0 is not None else None
         res = solver.solve(H, g, x0=full_x0, progress=progress)
-        return res, (res.x if method is InfluenceMethod.ORIGINAL else subset.gather(res.x))
+        self._full_x = res.x.detach()
+        return res, subset.gather(res.x)
 
     def _solve_dense(self, dense: MatrixOperator, progress: bool) -> tuple[SolveResult, Tensor]:
         """Solve with the cached damped matrix of :meth:`_dense_system`; return x too."""
