@@ -127,3 +127,14 @@ def test_benchmark_grid_chooses_on_validation_and_counts_every_point(monkeypatch
     best = out["grid"][scores.index(max(scores))]["point"]
     assert out["chosen"] == best
     assert validation(out["model"]) == pytest.approx(max(scores))
+
+
+@pytest.mark.parametrize("method", ["finetune", "random_label", "salun", "scrub"])
+def test_every_baseline_scores_the_checkpoints_it_is_asked_for(method: str) -> None:
+    """checkpoints=10 spreads 10 validation checkpoints over the budget whatever a step costs
+    (a random-label or SalUn step spends a forget and a retain batch; SalUn's mask comes first)."""
+    net, retain, forget = _problem()
+    res = remove(net, None, retain, forget, method=method, budget=640, train_batch_size=8,
+                 lr=0.01, checkpoints=10, validation=lambda m: 0.0)  # fmt: skip
+    steps = res.record.schedule_scores["step"]
+    assert 10 <= len(steps) <= 11, (method, steps)

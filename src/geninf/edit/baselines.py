@@ -153,16 +153,20 @@ def train_for_budget(
     ``plan.next(used, steps, room)`` gives the cost of the next step (example gradients) and a
     thunk of its loss; ``plan.mask`` (or None) multiplies the gradients; ``plan.setup_cost`` was
     spent before the first step. With ``score`` the run is scored at evenly spaced checkpoints
-    and the best one is returned.
+    (``opts.checkpoints`` of them over the budget left after the set-up, spaced by example
+    gradients) and the best one is returned.
 
     Raises:
         InputError: a budget smaller than the first step.
     """
     run = _Run(work, score, compute, plan.setup_cost)
-    interval = _checkpoint_interval(budget, opts) if score is not None else 0
+    every = mark = 0  # example gradients between checkpoints; the next checkpoint's count
     optim = _optimizer(run.params, opts)
     while run.used < budget:
         cost, loss = plan.next(run.used, run.steps, budget - run.used)
+        if score is not None and not every:
+            every = _checkpoint_spacing(budget - run.used, cost, opts.checkpoints)
+            mark = run.used + every
         if run.used + cost > budget:
             if run.steps == 0:
                 raise InputError(
@@ -176,8 +180,10 @@ def train_for_budget(
             run.diverged = True
             break
         run.advance(cost)
-        if interval and run.steps % interval == 0:
+        if every and run.used >= mark:
             run.checkpoint()
+            while mark <= run.used:
+                mark += every
     return run.finish({"examples_used": run.used, "hyperparameters": plan.hyperparameters})
 
 
@@ -231,9 +237,13 @@ def _optimizer(params: list[Tensor], opts: EditOptions) -> torch.optim.Optimizer
     return torch.optim.Adam(params, lr=opts.lr)
 
 
-def _checkpoint_interval(budget: int, opts: EditOptions) -> int:
-    total_steps = math.ceil(budget / opts.train_batch_size)
-    return max(1, math.ceil(total_steps / opts.checkpoints))
+def _checkpoint_spacing(room: int, step_cost: int, checkpoints: int) -> int:
+    """Example gradients between checkpoints: ``checkpoints`` of them over ``room``, in whole
+    steps of the first step's cost (so a run of equal steps is scored every k-th step; a
+    random-label or SalUn step spends a forget and a retain batch, a SCRUB step either)."""
+    step_cost = max(1, step_cost)
+    total_steps = math.ceil(room / step_cost)
+    return max(1, math.ceil(total_steps / checkpoints)) * step_cost
 
 
 def _take_step(
