@@ -143,3 +143,14 @@ def test_every_edit_option_is_a_flag_of_remove_and_relabel():
 
 def _params(cls: type) -> set[str]:
     return set(cls.signature().parameters)
+
+
+def test_score_flags_and_score_run_share_their_defaults():
+    """geninf score and score_run(...) default to the same settings (the edit defaults)."""
+    from geninf.cli.parser import build_parser
+    from geninf.report.jobs.score import ScoreJob
+
+    args = vars(build_parser().parse_args(["score", "--checkpoint", "c", "--out", "o"]))
+    job = ScoreJob.signature().parameters
+    for name in ("method", "criterion", "ratio", "solver", "damping", "k", "queries", "seed"):
+        assert args[name] == job[name].default, name

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from torch import Tensor, nn
 
 from ...bench.datasets import Splits
+from ...defaults import EDIT_DEFAULTS
 from ...edit.config import solver_options
 from ...errors import InputError
 from ...scoring import (
@@ -53,8 +54,8 @@ class ScoreJob(CheckpointJob):
 
     queries: str = "test:0-7"
     method: str = "gif"
-    criterion: str = "highest_gradients"
-    ratio: float = 0.05
+    criterion: str = EDIT_DEFAULTS.criterion  # as geninf remove (and the score flags)
+    ratio: float = EDIT_DEFAULTS.ratio
     solver: str = "auto"
     max_iter: int | None = None
     tol: float | None = None
