@@ -62,3 +62,15 @@ def test_edit_of_a_transformer_encoder_runs_with_the_defaults():
     keep = y != 2
     res = geninf.remove(model, None, (x[keep], y[keep]), (x[~keep], y[~keep]))
     assert res.record.compute.hvps > 0 and res.record.schedule == "newton"
+
+
+def test_differentiable_attention_changes_the_fast_path_only_inside_its_block():
+    from geninf.linalg.curvature import differentiable_attention
+
+    mha = torch.backends.mha
+    before = mha.get_fastpath_enabled()
+    ctx = differentiable_attention()
+    assert mha.get_fastpath_enabled() == before  # nothing happens until the block is entered
+    with ctx:
+        assert mha.get_fastpath_enabled() is False
+    assert mha.get_fastpath_enabled() == before

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Any
 
@@ -318,7 +318,8 @@ class GaussNewtonOperator(CurvatureOperator):
         return gv
 
 
-def differentiable_attention() -> contextlib.AbstractContextManager:
+@contextlib.contextmanager
+def differentiable_attention() -> Iterator[None]:
     """Run ``scaled_dot_product_attention`` with its composite (math) kernel.
 
     PyTorch's fused attention kernels (flash, memory-efficient, the CPU flash kernel) have no
@@ -330,21 +331,22 @@ def differentiable_attention() -> contextlib.AbstractContextManager:
     The fused fast path of ``nn.TransformerEncoderLayer`` / ``nn.MultiheadAttention`` in eval
     mode (``aten::_transformer_encoder_layer_fwd``) has no forward-mode derivative, which the
     Gauss–Newton and ``forward_over_reverse`` products need: it is switched off for the
-    duration (``torch.backends.mha``), and restored afterwards.
+    duration (``torch.backends.mha``, a process-wide flag), and restored afterwards. Both take
+    effect when the ``with`` block is entered, not when this function is called.
     """
-    stack = contextlib.ExitStack()
-    try:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-    except ImportError:  # torch < 2.3: no kernel selection
-        pass
-    else:
-        stack.enter_context(sdpa_kernel(SDPBackend.MATH))
-    mha = getattr(torch.backends, "mha", None)
-    if mha is not None and hasattr(mha, "set_fastpath_enabled"):
-        before = mha.get_fastpath_enabled()
-        mha.set_fastpath_enabled(False)
-        stack.callback(mha.set_fastpath_enabled, before)
-    return stack
+    with contextlib.ExitStack() as stack:
+        try:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+        except ImportError:  # torch < 2.3: no kernel selection
+            pass
+        else:
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        mha = getattr(torch.backends, "mha", None)
+        if mha is not None and hasattr(mha, "set_fastpath_enabled"):
+            before = mha.get_fastpath_enabled()
+            mha.set_fastpath_enabled(False)
+            stack.callback(mha.set_fastpath_enabled, before)
+        yield
 
 
 def _hvp_reverse_over_forward(f: Callable[[Any], Tensor], x: Any, v: Any) -> Any:
