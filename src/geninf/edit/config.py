@@ -138,19 +138,9 @@ class EditConfig:
     lr: float | None = _opt(None, None, group="library")
     checkpoints: int | None = _opt(None, None, group="library")
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> EditConfig:
-        """The config of the entries of ``values`` named like a field (others are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
-
     def replace(self, **changes: Any) -> EditConfig:
         """A copy with ``changes``."""
         return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field by name (tuples kept)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`geninf.edit.remove` / :func:`geninf.edit.relabel`."""
@@ -175,7 +165,8 @@ class EditConfig:
         """The config of baseline ``method`` given its ``budget``: the influence settings
         (selection, solver, damping, Hessian sample) do not apply to it and go back to their
         defaults, so its record shows only what it used."""
-        keep = ("schedule", "gammas", "max_steps", "batch_size", "unlearning_options", "seed")
+        keep = ("schedule", "gammas", "max_steps", "batch_size", "unlearning_options", "lr")
+        keep += ("checkpoints", "seed")
         return EditConfig(method=method, budget=int(budget), **{k: getattr(self, k) for k in keep})
 
 
