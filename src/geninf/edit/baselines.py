@@ -10,9 +10,9 @@ running statistics — the same function the influence methods differentiate):
 
 The budget is counted in example-gradient evaluations (:mod:`geninf.edit.record`): a step on b
 examples costs b, and the last batch of tensor data is cut so the budget is spent exactly. With
-the ``paper`` schedule the run is scored on validation at ``checkpoints`` evenly spaced steps and
-the best checkpoint is returned; otherwise the last model is. If a step makes a parameter
-non-finite (gradient ascent can diverge), the run stops at the last finite parameters.
+the ``paper`` schedule the run is scored on validation at ``checkpoints`` evenly spaced points
+of the budget and the best checkpoint is returned; otherwise the last model is. If a step makes a
+parameter non-finite (gradient ascent can diverge), the run stops at the last finite parameters.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -36,11 +36,31 @@ from .validation import ValidationScore, evaluate_score
 
 __all__ = [
     "BaselineOutcome",
+    "BudgetPlan",
     "optimizer_settings",
     "run_baseline",
     "train_for_budget",
     "trainable_copy",
 ]
+
+
+class BudgetPlan(Protocol):
+    """The steps of a budgeted baseline, for :func:`train_for_budget`.
+
+    Attributes:
+        mask: per-parameter multipliers of the gradients (None: none), e.g. SalUn's saliency.
+        setup_cost: example gradients spent before the first step (e.g. on the mask).
+        hyperparameters: the settings the run used, for its record.
+    """
+
+    mask: list[Tensor] | None
+    setup_cost: int
+    hyperparameters: dict[str, Any]
+
+    def next(self, used: int, t: int, room: int) -> tuple[int, Callable[[], Tensor]]:
+        """The cost (example gradients) of step ``t`` and a thunk of its loss, given ``used``
+        spent so far and ``room`` left."""
+        ...
 
 
 @dataclass
@@ -141,7 +161,7 @@ def optimizer_settings(opts: EditOptions) -> dict[str, Any]:
 
 def train_for_budget(
     work: nn.Module,
-    plan: Any,
+    plan: BudgetPlan,
     name: str,
     budget: int,
     opts: EditOptions,
