@@ -139,6 +139,11 @@ def test_remove_baseline_with_paper_schedule(trained, tmp_path, capsys):
     res = run_json(capsys, argv)
     assert res["record"]["compute"]["budget"] == 2000
     check_run_dir(out)
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        edit = json.loads(f.metadata()["geninf"])["edits"][-1]
+    assert edit["method"] == "finetune" and edit["ratio"] is None  # a baseline has no subset
 
 
 def test_remove_scrub_with_unlearning_options_reaches_the_record(trained, tmp_path, capsys):

@@ -20,7 +20,14 @@ from torch import nn
 from ...bench.datasets import Splits
 from ...bench.models import build_model
 from ...bench.training import evaluate, train_model
-from ...edit import ClassRemovalValidation, EditResult, LabelChangeValidation, relabel, remove
+from ...edit import (
+    ClassRemovalValidation,
+    EditMethod,
+    EditResult,
+    LabelChangeValidation,
+    relabel,
+    remove,
+)
 from ...edit.config import EditConfig
 from ...errors import InputError
 from ..checkpoint import MODEL_FILE, Checkpoint, save_model
@@ -150,6 +157,11 @@ class EditJob(CheckpointJob):
     EDIT_FIELDS: ClassVar[tuple[str, ...]] = tuple(f.name for f in fields(EditConfig))
     UNRECORDED: ClassVar[tuple[str, ...]] = ("force",)
 
+    @property
+    def settings(self) -> EditConfig:
+        """The edit's settings (the defaults when the job was built without them)."""
+        return self.edit or EditConfig()
+
     def case(self, splits: Splits, progress: bool) -> _Case:
         """The target, edit, retraining data, metrics and result fields of this job."""
         raise NotImplementedError
@@ -173,7 +185,7 @@ class RemoveJob(EditJob):
         return self.forget.partition(":")[2] if self.forget.startswith("indices:") else None
 
     def case(self, splits: Splits, progress: bool) -> _Case:
-        edit = self.edit or EditConfig()
+        edit = self.settings
         target = parse_forget(self.forget, splits, seed=edit.seed)
         if edit.schedule in ("paper", "search") and target.forget_class is None:
             raise InputError(
@@ -209,7 +221,7 @@ class RelabelJob(EditJob):
         return self.changes
 
     def case(self, splits: Splits, progress: bool) -> _Case:
-        edit = self.edit or EditConfig()
+        edit = self.settings
         idx, new = parse_changes(self.changes, splits)
         x, y = splits.train
         corrected = y.clone()
@@ -287,7 +299,7 @@ def _finish_edit(run, job, ckpt, splits, target, result, models, extra, started)
             "method": record["method"],
             "schedule": record["schedule"],
             "target": target.spec,
-            "ratio": job.edit.ratio,
+            "ratio": job.settings.ratio if EditMethod.parse(record["method"]).uses_subset else None,
             "parent": str(ckpt.path),
         }
     ]  # no timestamp: the same edit gives a byte-identical model file (config.json has one)
