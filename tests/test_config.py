@@ -100,6 +100,23 @@ def test_a_config_can_give_required_options_and_numbers_as_strings(tmp_path):
     assert args.checkpoint == "ck" and args.forget == "class:1" and args.ratio == 0.1
 
 
+def test_a_config_gives_lists_as_arrays_and_unlearning_options_as_an_object(tmp_path, capsys):
+    options = {"scrub_alpha": 0, "l1_strength": 1e-3}
+    cfg = write(tmp_path / "r.json", {"checkpoint": "ck", "forget": "class:1", "gammas": [0.1, 1],
+                                      "unlearning_options": options})  # fmt: skip
+    args = build_parser().parse_args(expand(["remove", "--config", str(cfg), "--out", "o"]))
+    assert args.gammas == (0.1, 1.0)
+    assert args.unlearning_options == {"scrub_alpha": 0.0, "l1_strength": 1e-3}
+    bad = write(tmp_path / "b.json", {"checkpoint": "ck", "forget": "class:1",
+                                      "unlearning_options": {"scrub_alpha": "x"}})  # fmt: skip
+    assert main(["remove", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "expected KEY=NUMBER pairs" in capsys.readouterr().err
+    arr = write(tmp_path / "a.json", {"checkpoint": "ck", "forget": "class:1",
+                                      "unlearning_options": [1]})  # fmt: skip
+    assert main(["remove", "--config", str(arr), "--out", str(tmp_path / "o")]) == 2
+    assert "takes a string or an object, got an array" in capsys.readouterr().err
+
+
 def test_empty_config_and_no_config_change_nothing(tmp_path):
     cfg = write(tmp_path / "empty.json", {})
     argv = ["report", "somewhere", "--config", str(cfg)]

@@ -11,7 +11,8 @@ its validators — before anything runs:
   ``--no-flatten``;
 - any other option takes a string or a number (written as on the command line: ``"ratio": 0.05``
   and ``"ratio": "0.05"`` are the same); the comma-list options (``ratios``, ``gammas``,
-  ``methods``...) also take an array;
+  ``methods``...) also take an array, and ``unlearning-options`` an object
+  (``{"scrub_alpha": 0.5}``);
 - positional arguments (``bench EXPERIMENT``, ``report RUN_DIR``) stay on the command line.
 
 Every problem is an :class:`~geninf.errors.InputError` with one line that names the file: the
@@ -32,7 +33,6 @@ from ..errors import InputError, brief
 
 __all__ = ["expand_config", "load_config_file", "subcommand_position"]
 
-_LIST_TYPES = ("_floats", "_names")
 _SKIP = (argparse._HelpAction, argparse._VersionAction)
 
 
@@ -247,14 +247,21 @@ def _tokens(action: argparse.Action, flag: str, value: Any, where: str) -> list[
 
 def _as_text(action: argparse.Action, flag: str, value: Any, where: str) -> str:
     """The command-line spelling of ``value``."""
-    is_list = getattr(action.type, "__name__", "") in _LIST_TYPES
-    if isinstance(value, list) and is_list:
+    takes_also = getattr(action.type, "config_value", None)  # "list", "mapping" or None
+    if isinstance(value, list) and takes_also == "list":
         if not all(_scalar(v) for v in value):
             raise InputError(f"{where}: {flag} takes an array of strings or numbers, got {value!r}")
         text = ",".join(_scalar_text(v) for v in value)
+    elif isinstance(value, dict) and takes_also == "mapping":
+        if not all(_scalar(v) for v in value.values()):
+            raise InputError(f"{where}: {flag} takes an object of numbers, got {value!r}")
+        text = ",".join(f"{k}={_scalar_text(v)}" for k, v in value.items())
     elif not _scalar(value):
-        takes = "a string, a number or an array" if is_list else "a string or a number"
-        raise InputError(f"{where}: {flag} takes {takes}, got {_kind(value)}")
+        takes = {"list": "a string, a number or an array", "mapping": "a string or an object"}
+        raise InputError(
+            f"{where}: {flag} takes {takes.get(takes_also, 'a string or a number')}, got "
+            f"{_kind(value)}"
+        )
     else:
         text = _scalar_text(value)
     if "\x00" in text or not _encodable(text):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
@@ -13,8 +12,7 @@ from .. import __version__
 from ..defaults import EDIT_DEFAULTS
 from ..demo import DemoJob
 from ..edit.config import EditConfig
-from ..edit.damping import parse_damping
-from ..errors import InputError
+from . import values
 
 __all__ = ["build_parser"]
 
@@ -52,108 +50,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"geninf: error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(2)
-
-
-def _damping(text: str) -> str | float:
-    """--damping: 'auto', 'rel:ρ' or a number λ >= 0 (checked like the library does)."""
-    try:
-        spec = parse_damping(text)
-    except InputError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return spec.value if spec.mode == "absolute" else spec.describe()  # type: ignore[return-value]
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected numbers separated by commas, got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
-
-
-def _key_values(text: str) -> dict[str, float]:
-    """KEY=VALUE,... with numeric values (the keys are checked by the library)."""
-    out: dict[str, float] = {}
-    for item in (v.strip() for v in text.split(",")):
-        key, sep, value = item.partition("=")
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-        if not item or not sep or not key.strip() or number is None:
-            raise argparse.ArgumentTypeError(
-                f"expected KEY=NUMBER pairs separated by commas, e.g. scrub_alpha=0.5, got {text!r}"
-            )
-        out[key.strip()] = number
-    return out
-
-
-def _names(text: str) -> tuple[str, ...]:
-    values = tuple(v.strip() for v in text.split(",") if v.strip())
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one name")
-    return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    """An integer seed in torch's range (:func:`geninf._seed.check_seed`)."""
-    from .._seed import SEED_RANGE, check_seed
-    from ..errors import InputError
-
-    try:
-        return check_seed(int(text))
-    except (ValueError, InputError):
-        lo, hi = SEED_RANGE
-        raise argparse.ArgumentTypeError(
-            f"expected an integer in [{lo}, {hi}] (a torch seed), got {text!r}"
-        ) from None
-
-
-def _threads(text: str) -> int:
-    """A thread count in ``[1, MAX_THREADS]`` (:func:`geninf.report.jobs.common.check_threads`)."""
-    from ..errors import InputError
-    from ..report.jobs.common import MAX_THREADS, check_threads
-
-    try:
-        return check_threads(int(text))
-    except (ValueError, InputError):
-        raise argparse.ArgumentTypeError(
-            f"expected a number of threads in [1, {MAX_THREADS}], got {text!r}"
-        ) from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
@@ -195,10 +91,12 @@ def _run_options(
     )
     if device_and_seed:
         g.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    g.add_argument("--threads", type=_threads, help="CPU threads, 1-4096 (default: PyTorch's)")
+    g.add_argument(
+        "--threads", type=values.threads, help="CPU threads, 1-4096 (default: PyTorch's)"
+    )
     if device_and_seed:
         g.add_argument(
-            "--seed", type=_seed, default=0, help="seed of every random choice (default 0)"
+            "--seed", type=values.seed, default=0, help="seed of every random choice (default 0)"
         )
     _output_options(p)
 
@@ -227,11 +125,11 @@ _KINDS: dict[str | None, dict[str, Any]] = {
     "criterion": {"choices": CRITERIA},
     "solver": {"choices": SOLVERS},
     "schedule": {"choices": SCHEDULES},
-    "positive_int": {"type": _positive_int},
+    "positive_int": {"type": values.positive_int},
     "float": {"type": float},
-    "floats": {"type": _floats},
-    "damping": {"type": _damping},
-    "key_values": {"type": _key_values, "metavar": "KEY=VALUE,..."},
+    "floats": {"type": values.floats},
+    "damping": {"type": values.damping},
+    "key_values": {"type": values.key_values, "metavar": "KEY=VALUE,..."},
 }
 
 
@@ -306,16 +204,18 @@ def _add_train(sub: Any) -> None:
         required=True,
         help="mlp, small_cnn, tinynet, vgg11, resnet18 or package.module:factory",
     )
-    g.add_argument("--epochs", type=_positive_int, default=10, help="default 10")
+    g.add_argument("--epochs", type=values.positive_int, default=10, help="default 10")
     g.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1)")
-    g.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
+    g.add_argument("--batch-size", type=values.positive_int, default=64, help="default 64")
     g.add_argument(
-        "--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)"
+        "--lr", type=values.positive_float, default=1e-3, help="Adam learning rate (default 1e-3)"
     )
     g.add_argument(
-        "--weight-decay", type=_nonnegative_float, default=1e-4, help="L2 coefficient (1e-4)"
+        "--weight-decay", type=values.nonnegative_float, default=1e-4, help="L2 coefficient (1e-4)"
     )
-    g.add_argument("--data-seed", type=_seed, default=0, help="seed of the data split (default 0)")
+    g.add_argument(
+        "--data-seed", type=values.seed, default=0, help="seed of the data split (default 0)"
+    )
     g.add_argument("--normalize", action="store_true", help="standardize inputs per channel")
     g.add_argument(
         "--flatten",
@@ -323,8 +223,8 @@ def _add_train(sub: Any) -> None:
         default=None,
         help="flatten the inputs (default: for the MLP only)",
     )
-    g.add_argument("--max-train", type=_positive_int, help="cap on training examples")
-    g.add_argument("--max-eval", type=_positive_int, help="cap on validation/test examples")
+    g.add_argument("--max-train", type=values.positive_int, help="cap on training examples")
+    g.add_argument("--max-eval", type=values.positive_int, help="cap on validation/test examples")
     _run_options(p)
     p.set_defaults(command="train")
 
@@ -376,9 +276,11 @@ def _add_score(sub: Any) -> None:
         metavar="SPEC",
         help="test:0-7, validation:3,5 or indices:FILE (default test:0-7)",
     )
-    p.add_argument("--k", type=_positive_int, default=5, help="top-k per kind (default 5)")
+    p.add_argument("--k", type=values.positive_int, default=5, help="top-k per kind (default 5)")
     p.add_argument(
-        "--train-examples", type=_positive_int, help="score only the first N training examples"
+        "--train-examples",
+        type=values.positive_int,
+        help="score only the first N training examples",
     )
     p.add_argument(
         "--self-influence",
@@ -402,18 +304,18 @@ def _add_bench(sub: Any) -> None:
         description="The paper's experiments at embedded scale.",
     )
     p.add_argument("experiment", choices=["class-removal", "selection", "backdoor"])
-    p.add_argument("--seeds", type=_positive_int, help="run seeds 0..N-1 (default 5)")
+    p.add_argument("--seeds", type=values.positive_int, help="run seeds 0..N-1 (default 5)")
     p.add_argument("--quick", action="store_true", help="a fast sanity run (2 seeds, less work)")
     g = p.add_argument_group("experiment settings (override the defaults)")
     g.add_argument("--data", metavar="SPEC", help="data spec, as for train (e.g. mnist-aug:20000)")
     g.add_argument("--model", help="model name")
     g.add_argument("--width", type=float, help="width multiplier")
-    g.add_argument("--epochs", type=_positive_int, help="training epochs")
-    g.add_argument("--max-train", type=_positive_int, help="cap on training examples")
-    g.add_argument("--ratios", type=_floats, help="modification ratios, e.g. 0.01,0.05")
-    g.add_argument("--schedules", type=_names, help="newton,paper")
-    g.add_argument("--methods", type=_names, help="e.g. gif,original,finetune")
-    g.add_argument("--criteria", type=_names, help="selection criteria (bench selection)")
+    g.add_argument("--epochs", type=values.positive_int, help="training epochs")
+    g.add_argument("--max-train", type=values.positive_int, help="cap on training examples")
+    g.add_argument("--ratios", type=values.floats, help="modification ratios, e.g. 0.01,0.05")
+    g.add_argument("--schedules", type=values.names, help="newton,paper")
+    g.add_argument("--methods", type=values.names, help="e.g. gif,original,finetune")
+    g.add_argument("--criteria", type=values.names, help="selection criteria (bench selection)")
     g.add_argument("--forget-class", type=int, help="class to remove")
     overrides = [a.dest for a in g._group_actions]  # the settings the job gets as overrides
     g.add_argument(
@@ -446,7 +348,7 @@ def _add_demo(sub: Any) -> None:
         "retrain for reference, print the table and write a report.",
     )
     p.add_argument("--forget-class", type=int, default=8, help="class to remove (default 8)")
-    p.add_argument("--epochs", type=_positive_int, default=10, help="training epochs (10)")
+    p.add_argument("--epochs", type=values.positive_int, default=10, help="training epochs (10)")
     demo = DemoJob.signature().parameters
     names = [n for n in DemoJob.EDIT_FIELDS if n != "seed"]  # --seed: a run option
     helps = {
