@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 from ..edit.damping import parse_damping
 from ..errors import InputError
@@ -108,22 +109,22 @@ def threads(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
+    """A finite number > 0."""
+    return _bounded_float(text, "> 0", "a positive number", lambda v: v > 0)
 
 
 def nonnegative_float(text: str) -> float:
+    """A finite number >= 0."""
+    return _bounded_float(text, ">= 0", "a number >= 0", lambda v: v >= 0)
+
+
+def _bounded_float(text: str, bound: str, what: str, ok: Callable[[float], bool]) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
     return value
 
 
