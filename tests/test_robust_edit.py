@@ -290,6 +290,9 @@ def test_hessian_examples_draws_a_reproducible_stratified_sample():
     step_a = flat(a.model) - flat(net)
     step_h = flat(by_hand.model) - flat(net)
     torch.testing.assert_close(step_a, step_h * (40 / 80) / (40 / 20), rtol=1e-9, atol=1e-12)
+    # asking for every retained example is the full data, in order: the same edit bit for bit
+    every = remove(net, None, retain, forget, hessian_examples=80, **kw)
+    torch.testing.assert_close(flat(every.model), flat(full.model), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(

@@ -211,8 +211,6 @@ def forget_sample(data: Any, num: int, s: EditSettings) -> tuple[Any, int]:
 
 def forget_indices(data: Any, num: int, s: EditSettings) -> Tensor | None:
     """The indices :func:`forget_sample` keeps (None: all of ``data``, in order)."""
-    if s.opts.forget_examples == num:
-        return None
     return sample_indices(data, num, s, option="forget_examples")
 
 
@@ -226,9 +224,10 @@ def sample_indices(
     data: Any, num: int, s: EditSettings, *, option: str = "hessian_examples"
 ) -> Tensor | None:
     """The indices :func:`hessian_sample` (or, with ``option="forget_examples"``,
-    :func:`forget_sample`) keeps; None: all of ``data``."""
+    :func:`forget_sample`) keeps; None: all of ``data``, in order (also when the option asks for
+    all ``num`` of them)."""
     size = getattr(s.opts, option)
-    if size is None:
+    if size is None or size == num:
         return None
     if size > num:
         raise InputError(
