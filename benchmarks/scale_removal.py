@@ -32,7 +32,9 @@ Per task, size, model and seed:
 
 Times are measured in the same process, one after the other; the ratios are the numbers to
 read. ``--partial`` appends every finished row as a JSON line (a run cut short keeps them);
-``--from-partial`` summarizes such a file.
+``--from-partial`` summarizes such a file (or the rows of a result JSON). Below the table, for
+two sizes or more: straight-line fits of retraining's and GIF's time against n and the sizes
+where they cross at 1× and 10× (extrapolated).
 """
 
 from __future__ import annotations
@@ -205,7 +207,7 @@ def summarize(rows: list[dict], methods: list[str]) -> str:
     head = ("| task | model | n train | unedited F1 | retrain time (s) | retrain F1 | "
             "retrain to GIF's F1 (s) | GIF time (s) | GIF F1 | GIF products | "
             "full retrain ÷ GIF | retrain to GIF's F1 ÷ GIF |"
-            + "".join(f" {m} F1 |" for m in others))  # fmt: skip
+            + "".join(f" {m} F1 | {m} time ÷ GIF |" for m in others))  # fmt: skip
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     keys = dict.fromkeys((r.get("task", "remove"), r["model"], r["size"]) for r in rows)
     for key in keys:
@@ -221,9 +223,60 @@ def summarize(rows: list[dict], methods: list[str]) -> str:
             ms(lambda r: r.get("retrain_to_gif_f1")), ms(lambda r: r.get("gif", {}).get("time")),
             ms(lambda r: r.get("gif", {}).get("f1")), ms(lambda r: r.get("gif", {}).get("hvps")),
             ms(lambda r: r.get("speedup_full")), ms(lambda r: r.get("speedup_to_gif_f1")),
-        ] + [ms(lambda r, m=m: r.get(m, {}).get("f1")) for m in others]  # fmt: skip
+        ]  # fmt: skip
+        for m in others:
+            cells += [ms(lambda r, m=m: r.get(m, {}).get("f1")),
+                      ms(lambda r, m=m: r[m]["time"] / r["gif"]["time"]
+                         if m in r and "gif" in r else None)]  # fmt: skip
         lines.append(f"| {key[0]} | {key[1]} | {g[0]['train']:,} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + crossover_lines(rows))
+
+
+def crossover_lines(rows: list[dict]) -> list[str]:
+    """Per task and model with GIF at two sizes or more: straight lines (least squares over the
+    per-size mean times) for retraining's and GIF's time against the training-set size, and the
+    sizes where the lines put full retraining ÷ GIF at 1 and at 10 — an extrapolation."""
+    out = []
+    for task, model in dict.fromkeys((r.get("task", "remove"), r["model"]) for r in rows):
+        g = [r for r in rows if (r.get("task", "remove"), r["model"]) == (task, model)
+             and "gif" in r]  # fmt: skip
+        sizes = sorted({r["train"] for r in g})
+        if len(sizes) < 2:
+            continue
+        n = np.array(sizes, dtype=float)
+        fit = {k: np.polyfit(n, [np.mean([r[k]["time"] for r in g if r["train"] == v])
+                                 for v in sizes], 1) for k in ("retrain", "gif")}  # fmt: skip
+        retrain, gif = fit["retrain"], fit["gif"]
+        at1, at10 = (_where_ratio(retrain, gif, k) for k in (1, 10))
+        out.append(f"\n{task} · {model}: retraining {1e3 * retrain[0]:.2f} ms per training "
+                   f"image, GIF {1e3 * gif[0]:.3f} ms (lines through the mean times at "
+                   f"{len(sizes)} sizes); full retrain ÷ GIF = 1 at n train ≈ {at1}, = 10 at ≈ "
+                   f"{at10} (extrapolated beyond the sizes measured).")  # fmt: skip
+    return out
+
+
+def _where_ratio(retrain: np.ndarray, gif: np.ndarray, ratio: float) -> str:
+    """The n where the line ``retrain`` (slope, intercept) is ``ratio`` times the line ``gif``."""
+    (a, b), (c, d) = retrain, gif
+    x = (ratio * d - b) / (a - ratio * c) if a != ratio * c else float("nan")
+    return f"{x:,.0f}" if x > 0 else "never on these lines"
+
+
+def read_rows(path: Path) -> tuple[list[dict], dict | None]:
+    """The rows of a ``--partial`` JSON-lines file, or of a result JSON this script wrote with
+    the command, configuration and versions of the run that measured them (None for a
+    JSON-lines file)."""
+    text = path.read_text()
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict) and isinstance(whole.get("rows"), list):
+        source = whole.get("measured_by") or {
+            k: whole.get(k) for k in ("command", "config", "versions")
+        }
+        return whole["rows"], source
+    return [json.loads(x) for x in text.splitlines() if x.strip()], None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         "scale_relabel.json (relabel)",
     )
     p.add_argument("--partial", help="append each finished row to this JSON-lines file")
-    p.add_argument("--from-partial", help="summarize the rows of this JSON-lines file")
+    p.add_argument(
+        "--from-partial", help="summarize the rows of this JSON-lines file or result JSON"
+    )
     a = p.parse_args(argv)
     name = "scale_removal" if a.task == "remove" else "scale_relabel"
     a.out = a.out or f"benchmarks/results/{name}.json"
@@ -261,9 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(a.device)
     methods = a.methods.split(",")
     if a.from_partial:
-        rows = [json.loads(x) for x in Path(a.from_partial).read_text().splitlines() if x.strip()]
+        rows, measured_by = read_rows(Path(a.from_partial))
     else:
-        rows = []
+        rows, measured_by = [], None
         for model_name in a.models.split(","):
             for size in (int(v) for v in a.sizes.split(",")):
                 for seed in (int(v) for v in a.seeds.split(",")):
@@ -281,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = {"benchmark": "scale_removal", "command": command, "config": config,
               "versions": versions(), "device": str(device), "rows": rows, "table": md}  # fmt: skip
+    if measured_by:
+        result["measured_by"] = measured_by
     emit(result, a.out)
     write_text(Path(a.out).with_suffix(".md"), md + "\n")
     return 0
